@@ -66,9 +66,7 @@ class RunningNode:
 
     def start(self, timeout: float = 20.0) -> None:
         self.process = spawn_node(self.module, self.config_path, self.node_dir / "stderr.log")
-        wait_healthy(
-            self.process, self.admin, timeout, self.log_path, self.node_dir / "stderr.log"
-        )
+        wait_healthy(self.process, self.admin, timeout, self.log_path, self.node_dir / "stderr.log")
 
     def kill9(self) -> None:
         kill_now(self.process.pid)

@@ -161,7 +161,7 @@ class AdminServer:
             protocol_version = "HTTP/1.1"
             server_version = "simlab-admin/1"
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 """Quiet: the node log records what matters, not every poll."""
 
             def _reply(self, status: int, payload: Any) -> None:

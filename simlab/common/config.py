@@ -63,7 +63,7 @@ class AdminSettings(_Model):
     """Bind address; loopback unless a lab is shared on purpose."""
     port: Port
     """TCP port of the admin API."""
-    token_file: str = "admin.token"
+    token_file: str = "admin.token"  # noqa: S105 (a file name, not a secret)
     """File holding the lab's admin token (relative to the config file)."""
 
 

@@ -7,6 +7,7 @@ the RIS, modalities and viewer join here as they are built.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,3 +74,14 @@ def write_node_dir(node_dir: Path, config: NodeConfig, token: str) -> Path:
     config_path = node_dir / "config.json"
     save_config(config, config_path)
     return config_path
+
+
+def default_department(allocate: Callable[[int], list[int]]) -> list[NodeSpec]:
+    """The nodes a plain `simlab lab up` starts, with ports from `allocate(n)`."""
+    dicom_port, hl7_port, admin_port = allocate(3)
+    return [
+        NodeSpec(
+            module="simlab.nodes.pacs",
+            config=pacs_config(dicom_port=dicom_port, hl7_port=hl7_port, admin_port=admin_port),
+        )
+    ]

@@ -1,0 +1,28 @@
+"""The `simlab` command."""
+
+from __future__ import annotations
+
+import typer
+
+from simlab.cli import admin_commands, lab_commands
+
+app = typer.Typer(
+    name="simlab",
+    help=(
+        "simlab: a training lab for PACS administrators. Starts a simulated radiology "
+        "department (PACS, RIS, modalities, viewer) speaking real DICOM and HL7."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(lab_commands.app, name="lab")
+app.add_typer(admin_commands.app, name="admin")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

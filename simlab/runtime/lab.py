@@ -1,0 +1,306 @@
+"""A lab: create its directory and node configs, start its nodes, watch them, stop them.
+
+The orchestrator reaches nodes only through their processes, their files and their admin APIs.
+This module is runtime-neutral in what it records (the manifest); process handling lives in
+`process.py` for the local runtime.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from simlab.client.admin import AdminApiError, AdminClient
+from simlab.common.node_runner import EXIT_ADDRESS_IN_USE
+from simlab.runtime.events import EventLog
+from simlab.runtime.manifest import (
+    LabManifest,
+    LabPaths,
+    NodeEntry,
+    list_labs,
+    read_manifest,
+    write_manifest,
+)
+from simlab.runtime.ports import free_ports
+from simlab.runtime.process import (
+    NodeProcess,
+    NodeStartError,
+    pid_alive,
+    pid_cmdline,
+    spawn_node,
+    stop_process,
+    wait_healthy,
+)
+from simlab.runtime.topology import NodeSpec, default_department, write_node_dir
+
+START_ATTEMPTS = 3
+"""How often a node whose port was taken meanwhile is retried with fresh ports."""
+
+
+class LabError(RuntimeError):
+    """A lab operation failed in a way the user must hear about (message says what to do)."""
+
+
+@dataclass
+class NodeStatus:
+    """What `lab status` shows for one node."""
+
+    entry: NodeEntry
+    state: str
+    """'up', 'unhealthy', 'down' (no process) or 'not started'."""
+    detail: str = ""
+    health: dict[str, Any] = field(default_factory=dict)
+
+
+ProgressCallback = Callable[[str, str], None]
+"""Called with (node_id, message) while a lab starts, for progress output."""
+
+
+class Lab:
+    """One lab directory and the nodes it runs on the local runtime."""
+
+    def __init__(self, paths: LabPaths, manifest: LabManifest) -> None:
+        self.paths = paths
+        self.manifest = manifest
+        self.events = EventLog(paths.events)
+        self._procs: dict[str, NodeProcess] = {}
+
+    # ----------------------------------------------------------------- creation and loading
+    @classmethod
+    def create(
+        cls,
+        home: Path,
+        lab_id: str,
+        specs_factory: Callable[[Callable[[int], list[int]]], list[NodeSpec]] | None = None,
+    ) -> Lab:
+        """Write a new lab directory: token, one directory and config per node, manifest.
+
+        Ports are chosen free on loopback and distinct from every other lab's under `home`.
+        """
+        paths = LabPaths(home, lab_id)
+        if paths.manifest.exists():
+            raise LabError(f"lab {lab_id} already exists at {paths.root}")
+        taken = _ports_of_other_labs(home, lab_id)
+
+        def allocate(n: int) -> list[int]:
+            ports = free_ports(n, avoid=taken)
+            taken.update(ports)
+            return ports
+
+        specs = (specs_factory or default_department)(allocate)
+        token = secrets.token_hex(24)
+        paths.root.mkdir(parents=True, exist_ok=True)
+        paths.token.write_text(token + "\n", encoding="utf-8")
+        paths.token.chmod(0o600)
+        entries = []
+        for spec in specs:
+            cfg = spec.config
+            write_node_dir(paths.node_dir(cfg.node_id), cfg, token)
+            dicom = getattr(cfg, "dicom", None)
+            hl7 = getattr(cfg, "hl7", None)
+            entries.append(
+                NodeEntry(
+                    node_id=cfg.node_id,
+                    role=cfg.role,
+                    display_name=cfg.display_name,
+                    module=spec.module,
+                    ae_title=dicom.ae_title if dicom else None,
+                    host=cfg.admin.host,
+                    dicom_port=dicom.port if dicom else None,
+                    hl7_port=hl7.port if hl7 else None,
+                    admin_port=cfg.admin.port,
+                )
+            )
+        manifest = LabManifest(lab_id=lab_id, created_at=time.time(), nodes=entries)
+        write_manifest(paths, manifest)
+        lab = cls(paths, manifest)
+        lab.events.append("lab_created", lab_id=lab_id, nodes=[e.node_id for e in entries])
+        return lab
+
+    @classmethod
+    def open(cls, home: Path, lab_id: str) -> Lab:
+        paths = LabPaths(home, lab_id)
+        if not paths.manifest.exists():
+            known = ", ".join(list_labs(home)) or "none"
+            raise LabError(f"no lab {lab_id!r} under {home} (labs: {known})")
+        return cls(paths, read_manifest(paths))
+
+    @classmethod
+    def open_or_create(cls, home: Path, lab_id: str) -> Lab:
+        paths = LabPaths(home, lab_id)
+        return cls.open(home, lab_id) if paths.manifest.exists() else cls.create(home, lab_id)
+
+    # ----------------------------------------------------------------------------- access
+    @property
+    def token(self) -> str:
+        return self.paths.token.read_text(encoding="utf-8").strip()
+
+    def client(self, node_id: str, timeout: float = 10.0) -> AdminClient:
+        entry = self.manifest.node(node_id)
+        return AdminClient(entry.admin_url, self.token, timeout=timeout)
+
+    def _save(self) -> None:
+        write_manifest(self.paths, self.manifest)
+
+    # ---------------------------------------------------------------------------- lifecycle
+    def up(self, timeout: float = 30.0, progress: ProgressCallback | None = None) -> None:
+        """Start every node that is not running and wait until each reports healthy.
+
+        Raises LabError naming the node and its log when one fails; the nodes already started
+        are stopped again so a failed start leaves nothing behind.
+        """
+        say = progress or (lambda _n, _m: None)
+        self.manifest.state = "starting"
+        self._save()
+        self.events.append("lab_starting")
+        try:
+            for entry in self.manifest.nodes:
+                if self.node_running(entry):
+                    say(entry.node_id, "already running")
+                    continue
+                self._start_node(entry, timeout, say)
+        except NodeStartError as exc:
+            self.events.append("lab_failed", error=str(exc))
+            self.down()
+            self.manifest.state = "failed"
+            self._save()
+            raise LabError(str(exc)) from None
+        self.manifest.state = "up"
+        self._save()
+        self.events.append("lab_up")
+
+    def _start_node(self, entry: NodeEntry, timeout: float, say: ProgressCallback) -> None:
+        for attempt in range(1, START_ATTEMPTS + 1):
+            say(entry.node_id, "starting")
+            started = time.monotonic()
+            config_path = self.paths.config(entry.node_id)
+            proc = spawn_node(entry.module, config_path, self.paths.stderr(entry.node_id))
+            entry.pid = proc.pid
+            self._procs[entry.node_id] = proc
+            self._save()
+            try:
+                wait_healthy(
+                    proc,
+                    self.client(entry.node_id, timeout=2.0),
+                    timeout,
+                    self.paths.log(entry.node_id),
+                    self.paths.stderr(entry.node_id),
+                )
+            except NodeStartError:
+                if proc.exit_code() == EXIT_ADDRESS_IN_USE and attempt < START_ATTEMPTS:
+                    say(entry.node_id, "port taken, choosing new ports")
+                    self._reallocate_ports(entry)
+                    continue
+                raise
+            elapsed = time.monotonic() - started
+            self.events.append(
+                "node_started", node=entry.node_id, pid=proc.pid, seconds=round(elapsed, 3)
+            )
+            say(entry.node_id, f"healthy in {elapsed:.2f} s")
+            return
+
+    def _reallocate_ports(self, entry: NodeEntry) -> None:
+        """Give a node new free ports, in its config file and in the manifest."""
+        config_path = self.paths.config(entry.node_id)
+        raw = json.loads(config_path.read_text(encoding="utf-8"))
+        taken = _ports_of_other_labs(self.paths.home, "")
+        for section in ("admin", "dicom", "hl7"):
+            if section in raw:
+                (port,) = free_ports(1, avoid=taken)
+                taken.add(port)
+                raw[section]["port"] = port
+                if section == "admin":
+                    entry.admin_port = port
+                elif section == "dicom":
+                    entry.dicom_port = port
+                else:
+                    entry.hl7_port = port
+        config_path.write_text(json.dumps(raw, indent=2) + "\n", encoding="utf-8")
+        self._save()
+
+    def down(self) -> list[str]:
+        """Stop every node (SIGTERM, grace, SIGKILL); returns the ids of nodes stopped."""
+        self.manifest.state = "stopping"
+        self._save()
+        stopped = []
+        for entry in reversed(self.manifest.nodes):
+            if entry.pid and self.node_running(entry):
+                stop_process(entry.pid)
+                stopped.append(entry.node_id)
+                self.events.append("node_stopped", node=entry.node_id, pid=entry.pid)
+            entry.pid = None
+        self._procs.clear()
+        self.manifest.state = "down"
+        self._save()
+        self.events.append("lab_down", stopped=stopped)
+        return stopped
+
+    def node_running(self, entry: NodeEntry) -> bool:
+        """True when the recorded pid is alive and really is this node (pid files go stale)."""
+        if not entry.pid or not pid_alive(entry.pid):
+            return False
+        return str(self.paths.config(entry.node_id)) in pid_cmdline(entry.pid)
+
+    def status(self) -> list[NodeStatus]:
+        """Health of every node: process and admin API."""
+        out = []
+        for entry in self.manifest.nodes:
+            if not entry.pid:
+                out.append(NodeStatus(entry, "not started"))
+                continue
+            if not self.node_running(entry):
+                out.append(NodeStatus(entry, "down", f"process {entry.pid} is gone"))
+                continue
+            try:
+                health = self.client(entry.node_id, timeout=2.0).health()
+            except AdminApiError as exc:
+                out.append(NodeStatus(entry, "unhealthy", exc.message))
+                continue
+            state = "up" if health.get("status") == "ok" else "unhealthy"
+            out.append(NodeStatus(entry, state, health=health))
+        return out
+
+    def poll_exits(self) -> list[NodeEntry]:
+        """Nodes that died since the last poll (each reported once, recorded in the event log).
+
+        A node that exits is an event, not a reason to stop the lab: faults kill nodes on purpose.
+        """
+        died = []
+        for entry in self.manifest.nodes:
+            if entry.pid and not self.node_running(entry):
+                proc = self._procs.pop(entry.node_id, None)
+                code = proc.exit_code() if proc else None
+                self.events.append("node_exited", node=entry.node_id, pid=entry.pid, code=code)
+                entry.pid = None
+                died.append(entry)
+        if died:
+            self._save()
+        return died
+
+    def reload_manifest(self) -> None:
+        self.manifest = read_manifest(self.paths)
+
+    def destroy(self) -> None:
+        """Stop the lab and delete its directory."""
+        self.down()
+        shutil.rmtree(self.paths.root, ignore_errors=True)
+
+
+def _ports_of_other_labs(home: Path, except_lab: str) -> set[int]:
+    ports: set[int] = set()
+    for lab_id in list_labs(home):
+        if lab_id == except_lab:
+            continue
+        try:
+            manifest = read_manifest(LabPaths(home, lab_id))
+        except (OSError, ValueError):
+            continue
+        for n in manifest.nodes:
+            ports.update(p for p in (n.admin_port, n.dicom_port, n.hl7_port) if p)
+    return ports

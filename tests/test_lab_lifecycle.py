@@ -175,7 +175,7 @@ def test_node_that_cannot_start_is_named_with_its_log(tmp_path: Path) -> None:
     [
         (["lab", "status", "--lab", "nope"], "no lab 'nope'"),
         (["lab", "up", "--lab", "Bad Name!"], "lab id"),
-        (["lab", "up", "--timeout", "soon"], "soon"),
+        (["lab", "up", "--timeout", "soon"], "Invalid value for '--timeout'"),
     ],
 )
 def test_wrong_cli_arguments_get_a_clear_error(tmp_path: Path, args, message) -> None:

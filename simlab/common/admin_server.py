@@ -127,6 +127,28 @@ class AdminServer:
             return False
         return hmac.compare_digest(header[7:].strip().encode(), self._token)
 
+    def log_refusal(
+        self, method: str, path: str, peer: tuple[str, int], status: int, payload: Any
+    ) -> None:
+        """One log line per refused request: a wrong token is a security event, a refused
+        config change is what explains "I changed it but nothing happened"."""
+        error = payload.get("error", "") if isinstance(payload, dict) else ""
+        detail = payload.get("detail") if isinstance(payload, dict) else None
+        fields = ""
+        if isinstance(detail, list):
+            fields = "; " + ", ".join(f"{d.get('loc')}: {d.get('msg')}" for d in detail[:5])
+        level = logging.ERROR if status >= 500 else logging.WARNING
+        self._logger.log(
+            level,
+            "admin API %s %s from %s:%d refused: %s%s",
+            method,
+            path.split("?", 1)[0],
+            peer[0],
+            peer[1],
+            f"{status_phrase(status)} {error}".strip(),
+            fields,
+        )
+
     def dispatch(self, request: Request) -> tuple[int, Any]:
         """Find the route and run it; map errors to HTTP statuses."""
         allowed: list[str] = []
@@ -165,6 +187,10 @@ class AdminServer:
                 """Quiet: the node log records what matters, not every poll."""
 
             def _reply(self, status: int, payload: Any) -> None:
+                if status >= 400:
+                    server.log_refusal(
+                        self.command, self.path, self.client_address, status, payload
+                    )
                 body = json.dumps(payload, default=str).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")

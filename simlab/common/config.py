@@ -141,6 +141,20 @@ class StorageSettings(_Model):
     first one (answer Success, store nothing), or refuse it (0x0111 Duplicate SOP Instance)."""
 
 
+class StorageCommitmentSettings(_Model):
+    """Storage Commitment Push Model SCP (PS3.4 J): how the PACS sends its N-EVENT-REPORT."""
+
+    report_association: Literal["same", "new"] = "same"
+    """'same': send the report on the requester's association while it is still open, else on a
+    new one; 'new': always open a new association to the requester's AE (from the AE table)."""
+    report_delay: float = Field(default=0.0, ge=0, le=3600)
+    """Seconds between the N-ACTION response and the report (a real archive commits later)."""
+    report_retries: int = Field(default=2, ge=0, le=20)
+    """Further attempts when the requester cannot be reached on a new association."""
+    retry_interval: float = Field(default=5.0, ge=0, le=3600)
+    """Seconds between those attempts."""
+
+
 class PacsConfig(NodeConfig):
     """The PACS: Image Manager / Image Archive (IHE RAD SWF)."""
 
@@ -150,6 +164,8 @@ class PacsConfig(NodeConfig):
     ae_table: list[RemoteAe] = Field(default_factory=list)
     """Known remote AEs: allowed callers and C-MOVE destinations."""
     storage: StorageSettings = Field(default_factory=StorageSettings)
+    storage_commitment: StorageCommitmentSettings = Field(default_factory=StorageCommitmentSettings)
+    """Storage Commitment Push Model: where and when the commitment result is reported."""
     accepted_sop_classes: list[str] = Field(default_factory=lambda: [ALL_STORAGE])
     """Storage SOP Class UIDs (or keywords) accepted by the Storage SCP; '*' means all."""
     rejected_sop_classes: list[str] = Field(default_factory=list)

@@ -22,7 +22,11 @@ class Status(IntEnum):
     INVALID_ATTRIBUTE_VALUE = 0x0106
     MISSING_ATTRIBUTE = 0x0120
     MISSING_ATTRIBUTE_VALUE = 0x0121
+    CLASS_INSTANCE_CONFLICT = 0x0119
     SOP_CLASS_NOT_SUPPORTED = 0x0122
+    NO_SUCH_ACTION_TYPE = 0x0123
+    RESOURCE_LIMITATION = 0x0213
+    DUPLICATE_TRANSACTION_UID = 0x0131
     NOT_AUTHORISED = 0x0124
     UNRECOGNISED_OPERATION = 0x0211
     # PS3.4 B.2.3 Storage
@@ -84,6 +88,12 @@ def describe(status: int) -> str:
         0x0110: "Processing failure",
         0x0111: "Duplicate SOP Instance",
         0x0112: "No such SOP Instance",
+        0x0119: "Class-instance conflict",
+        0x0120: "Missing attribute",
+        0x0121: "Missing attribute value",
+        0x0123: "No such action type",
+        0x0131: "Duplicate transaction UID",
+        0x0213: "Resource limitation",
         0x0122: "SOP Class not supported",
         0xA700: "Refused: Out of resources",
         0xA701: "Refused: Out of resources - unable to calculate number of matches",

@@ -73,9 +73,9 @@ class LabPaths:
     def __init__(self, home: Path, lab_id: str) -> None:
         if not LAB_ID_RE.match(lab_id):
             raise ValueError(f"lab id {lab_id!r}: use 1-40 lower-case letters, digits, '-' or '_'")
-        self.home = home
+        self.home = home.resolve()
         self.lab_id = lab_id
-        self.root = home / "labs" / lab_id
+        self.root = self.home / "labs" / lab_id
 
     @property
     def manifest(self) -> Path:

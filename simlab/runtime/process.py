@@ -65,6 +65,7 @@ def spawn_node(module: str, config_path: Path, stderr_path: Path) -> NodeProcess
     Its own session means a Ctrl-C in the terminal does not hit the node directly (the lab stops
     it in order), and `lab down` can signal the whole process group.
     """
+    config_path = config_path.resolve()
     stderr_path.parent.mkdir(parents=True, exist_ok=True)
     with open(stderr_path, "ab") as err:
         popen = subprocess.Popen(
@@ -157,9 +158,14 @@ def _signal_group(pgid: int, sig: int) -> None:
 
 
 def _reap(pid: int) -> None:
-    """Collect the exit status of our own child so it does not linger as a zombie."""
+    """Collect the exit status of our own child, waiting until every thread of it is gone.
+
+    The main thread shows as a zombie while the process's other threads still exit (and still
+    hold its sockets), so a restart right after a kill must wait for the reap, not the zombie.
+    A process that is not our child is reaped by its parent; nothing to wait for here.
+    """
     with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
+        os.waitpid(pid, 0)
 
 
 def _last_line(path: Path) -> str:

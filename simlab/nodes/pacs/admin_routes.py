@@ -44,6 +44,7 @@ def build_routes(node: PacsNode) -> list[Route]:
             "ae_title": cfg.dicom.ae_title,
             "dicom_port": cfg.dicom.port,
             "hl7_port": cfg.hl7.port,
+            "services": {"hl7": node.hl7.listening},
         }
 
     def get_config(_req: Request) -> dict[str, Any]:
@@ -122,6 +123,9 @@ def build_routes(node: PacsNode) -> list[Route]:
     def orders(req: Request) -> list[dict[str, Any]]:
         return node.hl7.orders(limit=req.query_int("limit", 100, 1, 10_000))
 
+    def hl7_patients(req: Request) -> list[dict[str, Any]]:
+        return node.hl7.registered_patients(limit=req.query_int("limit", 100, 1, 10_000))
+
     def hl7_messages(req: Request) -> list[dict[str, Any]]:
         return node.hl7.message_log(limit=req.query_int("limit", 100, 1, 10_000))
 
@@ -150,6 +154,7 @@ def build_routes(node: PacsNode) -> list[Route]:
         Route("GET", "/patients", patients),
         Route("GET", "/orders", orders),
         Route("GET", "/hl7/messages", hl7_messages),
+        Route("GET", "/hl7/patients", hl7_patients),
         Route("GET", "/stats", stats),
         Route("GET", "/log", log),
     ]

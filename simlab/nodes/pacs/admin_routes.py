@@ -44,7 +44,7 @@ def build_routes(node: PacsNode) -> list[Route]:
             "ae_title": cfg.dicom.ae_title,
             "dicom_port": cfg.dicom.port,
             "hl7_port": cfg.hl7.port,
-            "services": {"hl7": node.hl7.listening},
+            "services": {"dicom": node.dicom.listening, "hl7": node.hl7.listening},
         }
 
     def get_config(_req: Request) -> dict[str, Any]:

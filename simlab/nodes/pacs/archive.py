@@ -319,6 +319,7 @@ class Archive:
             directory.mkdir(parents=True, exist_ok=True)
         self.index.open()
         self._recover()
+        self._prepare_fanout()
         self._bytes_stored = self.index.total_bytes()
 
     def close(self) -> None:
@@ -555,6 +556,26 @@ class Archive:
             return Status.SUCCESS, "duplicate SOP Instance UID: previous copy overwritten"
         return Status.SUCCESS, ""
 
+    def _prepare_fanout(self) -> None:
+        """Create the 256 first-level fan-out directories now, made durable by one fsync.
+
+        Each fsync costs a journal commit and a disk flush: a C-STORE into a new first-level
+        directory would otherwise pay one more before its Success (most of the first few hundred
+        objects of a new archive do).
+        """
+        created = False
+        for value in range(256):
+            directory = self.objects_dir / f"{value:02x}"
+            try:
+                os.mkdir(directory)
+            except FileExistsError:
+                pass
+            else:
+                created = True
+            self._known_dirs.add(directory)
+        if created:
+            _fsync_dir(self.objects_dir)
+
     def _ensure_dir(self, directory: Path) -> None:
         """Create a fan-out directory (and its parent) durably: the new entry is fsynced in its
         parent, so a renamed object can never sit in a directory a crash forgets."""
@@ -565,7 +586,8 @@ class Archive:
                 os.mkdir(directory)
             except FileExistsError:
                 pass
-            except FileNotFoundError:
+            except FileNotFoundError:  # the parent is gone (removed by hand or a fault)
+                self._known_dirs.discard(directory.parent)
                 self._ensure_dir(directory.parent)
                 with contextlib.suppress(FileExistsError):
                     os.mkdir(directory)

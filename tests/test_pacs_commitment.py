@@ -157,8 +157,10 @@ def test_all_committed_reported_on_the_same_association(pacs: Pacs, modality: Mo
     assert committed == pacs.ct_uids[:2]
     assert "FailedSOPSequence" not in report.info
     df.wait_for_log(
-        pacs.node, r"N-EVENT-REPORT Storage Commitment to COMMIT_WS on same association"
+        pacs.node,
+        r"N-EVENT-REPORT Storage Commitment to COMMIT_WS on same association .*response 0x0000",
     )
+    assert "no response" not in pacs.node.log_text()
 
 
 def test_missing_and_mismatched_objects_are_reported_as_failures(
@@ -199,7 +201,11 @@ def test_report_on_a_new_association_when_configured(pacs: Pacs, modality: Modal
         assoc.release()
     assert report.event_type == 1
     assert report.assoc.requestor.ae_title == pacs.node.ae_title  # the PACS called us
-    df.wait_for_log(pacs.node, r"N-EVENT-REPORT Storage Commitment to COMMIT_WS on new association")
+    df.wait_for_log(
+        pacs.node,
+        r"N-EVENT-REPORT Storage Commitment to COMMIT_WS on new association .*response 0x0000",
+    )
+    assert "no response" not in pacs.node.log_text()
 
 
 def test_requester_gone_falls_back_to_a_new_association(pacs: Pacs, modality: Modality) -> None:

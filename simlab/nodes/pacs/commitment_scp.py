@@ -174,7 +174,8 @@ class StorageCommitmentScp:
         self, assoc: Any, event_type: int, report: Dataset, calling: str, how: str, summary: str
     ) -> bool:
         try:
-            status = assoc.send_n_event_report(
+            # pynetdicom 3 answers (status dataset, event reply) - PS3.7 10.1.1 N-EVENT-REPORT-RSP
+            status, _reply = assoc.send_n_event_report(
                 report, event_type, StorageCommitmentPushModel, STORAGE_COMMITMENT_INSTANCE
             )
         except Exception as exc:

@@ -1,81 +1,40 @@
-"""The modality's admin API: the technologist's console and the lab's handle on it."""
+"""The modality's admin API: the technologist's console and the lab's handle on it.
+
+Health, config, reload and log are the routes every node shares
+(simlab/common/standard_routes.py); these are the modality's own: worklist, procedures, queue.
+"""
 
 from __future__ import annotations
 
-import os
-import time
 from typing import TYPE_CHECKING, Any
 
 from simlab.common.admin_server import ApiError, Request, Route
-from simlab.common.modality_config import ModalityConfig
-from simlab.common.node_logging import tail
+from simlab.common.standard_routes import config_routes, health_routes, json_object, log_routes
 
 if TYPE_CHECKING:
     from fake_modalities.node.node import ModalityNode
 
 
-def deep_merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """RFC 7386-style merge: dicts merge key by key, anything else replaces, None deletes."""
-    out = dict(base)
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        elif isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def _object(req: Request, required: bool = False) -> dict[str, Any]:
-    if req.body is None and not required:
-        return {}
-    body = req.json_body()
-    if not isinstance(body, dict):
-        raise ApiError(400, "a JSON object is required")
-    return body
-
-
 def build_routes(node: ModalityNode) -> list[Route]:
     """The routing table of the modality admin API."""
 
-    def health(_req: Request) -> dict[str, Any]:
+    def health_details() -> dict[str, Any]:
         cfg = node.get_config()
         return {
-            "status": "ok",
-            "node_id": cfg.node_id,
-            "role": cfg.role,
             "profile": cfg.profile,
-            "pid": os.getpid(),
-            "uptime_s": round(time.time() - node.started_at, 3),
             "ae_title": cfg.dicom.ae_title,
             "dicom_port": cfg.dicom.port,
             "services": {"dicom": node.listener.listening, "send_queue": node.sender.alive},
         }
 
-    def get_config(_req: Request) -> dict[str, Any]:
-        return node.get_config().model_dump(mode="json")
-
-    def patch_config(req: Request) -> dict[str, Any]:
-        merged = deep_merge(node.get_config().model_dump(mode="json"), _object(req, True))
-        new = ModalityConfig.model_validate(merged)
-        old = node.get_config()
-        if new.node_id != old.node_id or new.admin != old.admin:
-            raise ApiError(409, "node_id and admin settings cannot change on a running node")
-        restarted = node.apply_config(new)
-        return {"config": new.model_dump(mode="json"), "restarted": restarted}
-
-    def reload(_req: Request) -> dict[str, Any]:
-        return {"restarted": node.reload(), "config": node.get_config().model_dump(mode="json")}
-
     def worklist_query(req: Request) -> dict[str, Any]:
-        return node.query_worklist(_object(req))
+        return node.query_worklist(json_object(req, required=False))
 
     def worklist(_req: Request) -> dict[str, Any]:
         return node.worklist()
 
     def start(req: Request) -> dict[str, Any]:
-        return node.procedure_view(node.start_procedure(_object(req)))
+        return node.procedure_view(node.start_procedure(json_object(req, required=False)))
 
     def acquire(req: Request) -> dict[str, Any]:
         result = node.acquire(req.params["proc_id"])
@@ -88,7 +47,7 @@ def build_routes(node: ModalityNode) -> list[Route]:
         return node.procedure_view(node.discontinue(req.params["proc_id"]))
 
     def unscheduled(req: Request) -> tuple[int, dict[str, Any]]:
-        return 201, node.procedure_view(node.register_unscheduled(_object(req, True)))
+        return 201, node.procedure_view(node.register_unscheduled(json_object(req, required=True)))
 
     def procedures(_req: Request) -> list[dict[str, Any]]:
         return [node.procedure_view(p) for p in node.store.procedures()]
@@ -122,7 +81,7 @@ def build_routes(node: ModalityNode) -> list[Route]:
         }
 
     def retry(req: Request) -> dict[str, Any]:
-        body = _object(req)
+        body = json_object(req, required=False)
         ids = body.get("ids")
         if ids is not None and (
             not isinstance(ids, list) or not all(isinstance(i, int) for i in ids)
@@ -158,18 +117,10 @@ def build_routes(node: ModalityNode) -> list[Route]:
             "commitments": commits,
         }
 
-    def log(req: Request) -> dict[str, Any]:
-        return {
-            "lines": tail(
-                node.log_file, req.query_int("lines", 200, 1, 10_000), req.query.get("contains")
-            )
-        }
-
     return [
-        Route("GET", "/health", health),
-        Route("GET", "/config", get_config),
-        Route("PATCH", "/config", patch_config),
-        Route("POST", "/reload", reload),
+        *health_routes(node, health_details),
+        *config_routes(node),
+        *log_routes(node),
         Route("POST", "/worklist/query", worklist_query),
         Route("GET", "/worklist", worklist),
         Route("POST", "/procedures/start", start),
@@ -183,5 +134,4 @@ def build_routes(node: ModalityNode) -> list[Route]:
         Route("POST", "/queue/retry", retry),
         Route("DELETE", "/queue/{item_id}", delete_item),
         Route("GET", "/stats", stats),
-        Route("GET", "/log", log),
     ]

@@ -20,9 +20,8 @@ from fake_modalities.node.store import ModalityStore
 from fake_modalities.node.typos import keyed
 from fake_modalities.node.worklist import WorklistError, effective_filters, query_worklist
 from simlab.common.admin_server import AdminServer, ApiError
-from simlab.common.config import load_config, resolve, save_config
+from simlab.common.live_config import LiveConfigNode
 from simlab.common.modality_config import ModalityConfig
-from simlab.common.node_logging import setup_node_logging
 
 REGISTERED = "registered"
 IN_PROGRESS = "in progress"
@@ -30,17 +29,12 @@ COMPLETED = "completed"
 DISCONTINUED = "discontinued"
 
 
-class ModalityNode:
+class ModalityNode(LiveConfigNode[ModalityConfig]):
     """The modality process. Operator actions are serialised (one console, one technologist)."""
 
     def __init__(self, config_path: Path, config: ModalityConfig, token: str) -> None:
-        self.config_path = config_path
-        self._config = config
-        self._config_lock = threading.Lock()
+        super().__init__(config_path, config, token)
         self._action_lock = threading.RLock()
-        self.started_at = time.time()
-        self.logger = setup_node_logging(config.node_id, self.log_file)
-        self.data_dir = resolve(config_path, config.data_dir)
         self.outbox = self.data_dir / "outbox"
         self.store = ModalityStore(self.data_dir / "modality.sqlite")
         self.sender = Sender(self.store, self.get_config, self.logger)
@@ -50,19 +44,12 @@ class ModalityNode:
             config.admin.host, config.admin.port, token, build_routes(self), self.logger
         )
 
-    @property
-    def log_file(self) -> Path:
-        return resolve(self.config_path, self._config.log_file)
-
-    def get_config(self) -> ModalityConfig:
-        return self._config
-
     # lifecycle -------------------------------------------------------------------------------
     def start(self) -> None:
         self.listener.start()
         self.sender.start()
         self.admin.start()
-        cfg = self._config
+        cfg = self.get_config()
         counts = self.store.queue_counts()
         self.logger.info(
             "%s modality %s started: DICOM %s@%s:%d, destination %s@%s:%d, admin %s:%d; "
@@ -82,7 +69,7 @@ class ModalityNode:
         )
 
     def stop(self) -> None:
-        self.logger.info("modality %s stopping", self._config.node_id)
+        self.logger.info("modality %s stopping", self.get_config().node_id)
         self.commitments.stop()
         # The HTTP and DICOM servers each poll for shutdown; stop them side by side.
         stoppers = [
@@ -99,36 +86,25 @@ class ModalityNode:
             thread.join(timeout=20)
         self.store.close()
 
-    def apply_config(self, new: ModalityConfig, *, persist: bool = True) -> list[str]:
-        """Make `new` the config in force; restart the listener when its address changed."""
-        with self._config_lock:
-            old = self._config
-            if persist:
-                save_config(new, self.config_path)
-            self._config = new
-            restarted = []
-            if old.dicom != new.dicom or old.destination.ae_title != new.destination.ae_title:
-                self.listener.stop()
-                self.listener.start()
-                restarted.append("dicom")
+    def _config_changed(self, old: ModalityConfig, new: ModalityConfig) -> list[str]:
+        """Restart the listener when its address changed; wake the sender for the new config."""
+        restarted = []
+        if old.dicom != new.dicom or old.destination.ae_title != new.destination.ae_title:
+            self.listener.stop()
+            self.listener.start()
+            restarted.append("dicom")
         self.sender.wake()
-        self.logger.info(
-            "config applied%s", f" (restarted: {', '.join(restarted)})" if restarted else ""
-        )
         return restarted
 
-    def reload(self) -> list[str]:
-        return self.apply_config(load_config(ModalityConfig, self.config_path), persist=False)
-
     def _scu(self) -> AE:
-        cfg = self._config
+        cfg = self.get_config()
         ae = AE(ae_title=cfg.dicom.ae_title)
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = cfg.association_timeout
         return ae
 
     # worklist --------------------------------------------------------------------------------
     def query_worklist(self, overrides: dict[str, Any]) -> dict[str, Any]:
-        cfg = self._config
+        cfg = self.get_config()
         filters = effective_filters(cfg, overrides)
         try:
             items = query_worklist(self._scu(), cfg, filters, self.logger)
@@ -147,7 +123,7 @@ class ModalityNode:
         for field in ("patient_id", "patient_name"):
             if not str(body.get(field, "")).strip():
                 raise ApiError(400, f"{field} is required")
-        cfg = self._config
+        cfg = self.get_config()
         with self._action_lock:
             registration = self.store.next_counter("registration")
             typos: dict[str, Any] = {}
@@ -199,7 +175,7 @@ class ModalityNode:
         return proc
 
     def _new_procedure(self, source: str, item: dict[str, str], state: str) -> dict[str, Any]:
-        cfg = self._config
+        cfg = self.get_config()
         seq = self.store.next_counter("procedure")
         proc_id = f"P{seq:04d}"
         study_uid = item.get("study_instance_uid") or str(
@@ -260,7 +236,7 @@ class ModalityNode:
         raise ApiError(404, "no scheduled worklist item left; query the worklist again")
 
     def _start(self, proc: dict[str, Any]) -> dict[str, Any]:
-        cfg = self._config
+        cfg = self.get_config()
         proc["state"] = IN_PROGRESS
         proc["started_at"] = time.time()
         self.logger.info(
@@ -278,7 +254,7 @@ class ModalityNode:
         return proc
 
     def acquire(self, proc_id: str) -> dict[str, Any]:
-        cfg = self._config
+        cfg = self.get_config()
         with self._action_lock:
             proc = self._procedure(proc_id)
             if proc["state"] != IN_PROGRESS:
@@ -335,7 +311,7 @@ class ModalityNode:
         return self._finish(proc_id, DISCONTINUED)
 
     def _finish(self, proc_id: str, state: str) -> dict[str, Any]:
-        cfg = self._config
+        cfg = self.get_config()
         status = state.upper()
         with self._action_lock:
             proc = self._procedure(proc_id)

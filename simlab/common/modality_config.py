@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from simlab.common.config import DicomSettings, NodeConfig, RemoteAe
+from simlab.common.config import DicomSettings, NodeConfig, RemoteAe, _Model
 
 Profile = Literal["CT", "MR", "CR", "DX", "US"]
 
@@ -21,12 +21,6 @@ IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
 RLE_LOSSLESS = "1.2.840.10008.1.2.5"
 SENDABLE_TRANSFER_SYNTAXES = (EXPLICIT_VR_LITTLE_ENDIAN, IMPLICIT_VR_LITTLE_ENDIAN, RLE_LOSSLESS)
 """Transfer syntaxes the modality can encode its images in without extra codecs."""
-
-
-class _Model(BaseModel):
-    """Unknown keys are an error, so a typo in a config never goes unnoticed."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 PROFILE_DEFAULTS: dict[str, dict[str, int]] = {

@@ -1,48 +1,31 @@
 """The RIS admin API: the vendor console that the TUI, `simlab admin`, faults and scoring use.
 
-Config changes are validated by RisConfig, persisted atomically and applied live. Patients and
-orders created here queue their HL7 (ADT^A04/A08/A40, ORM^O01 NW/CA) like a RIS front desk does;
-the outbound queue can be listed, retried, edited and deleted entry by entry.
+Health, config, reload, AE table and log are the routes every node shares
+(simlab/common/standard_routes.py); these are the RIS's own. Patients and orders created here
+queue their HL7 (ADT^A04/A08/A40, ORM^O01 NW/CA) like a RIS front desk does; the outbound queue
+can be listed, retried, edited and deleted entry by entry.
 """
 
 from __future__ import annotations
 
-import os
-import time
 from typing import TYPE_CHECKING, Any
 
 from pydicom.dataset import Dataset
 
 from simlab.common.admin_server import ApiError, Request, Route
-from simlab.common.config import RemoteAe
-from simlab.common.node_logging import tail
-from simlab.common.ris_config import RisConfig
+from simlab.common.standard_routes import (
+    ae_table_routes,
+    config_routes,
+    health_routes,
+    json_object,
+    log_routes,
+)
 from simlab.nodes.ris.outbound import QueueError
 from simlab.nodes.ris.scheduling import SchedulingError
 from simlab.nodes.ris.store import QUEUE_STATES
 
 if TYPE_CHECKING:
     from simlab.nodes.ris.node import RisNode
-
-
-def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """RFC 7386-style merge: dicts merge key by key, anything else replaces, None deletes."""
-    out = dict(base)
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        elif isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-def _object(req: Request) -> dict[str, Any]:
-    body = req.json_body()
-    if not isinstance(body, dict):
-        raise ApiError(400, "a JSON object is required")
-    return body
 
 
 def _entry_id(req: Request) -> int:
@@ -69,14 +52,9 @@ def build_routes(node: RisNode) -> list[Route]:
         except QueueError as exc:
             raise ApiError(exc.status, str(exc)) from None
 
-    def health(_req: Request) -> dict[str, Any]:
+    def health_details() -> dict[str, Any]:
         cfg = node.get_config()
         return {
-            "status": "ok",
-            "node_id": cfg.node_id,
-            "role": cfg.role,
-            "pid": os.getpid(),
-            "uptime_s": round(time.time() - node.started_at, 3),
             "ae_title": cfg.dicom.ae_title,
             "dicom_port": cfg.dicom.port,
             "hl7_port": cfg.hl7.port,
@@ -87,48 +65,6 @@ def build_routes(node: RisNode) -> list[Route]:
             },
             "queue": node.store.queue_counts(),
         }
-
-    def get_config(_req: Request) -> dict[str, Any]:
-        return node.get_config().model_dump(mode="json")
-
-    def _applied(new: RisConfig) -> dict[str, Any]:
-        old = node.get_config()
-        if new.node_id != old.node_id or new.admin != old.admin:
-            raise ApiError(409, "node_id and admin settings cannot change on a running node")
-        restarted = node.apply_config(new)
-        return {"config": new.model_dump(mode="json"), "restarted": restarted}
-
-    def put_config(req: Request) -> dict[str, Any]:
-        return _applied(RisConfig.model_validate(_object(req)))
-
-    def patch_config(req: Request) -> dict[str, Any]:
-        merged = _merge(node.get_config().model_dump(mode="json"), _object(req))
-        return _applied(RisConfig.model_validate(merged))
-
-    def reload(_req: Request) -> dict[str, Any]:
-        return {"restarted": node.reload(), "config": node.get_config().model_dump(mode="json")}
-
-    def ae_table(_req: Request) -> list[dict[str, Any]]:
-        return [ae.model_dump(mode="json") for ae in node.get_config().ae_table]
-
-    def put_ae(req: Request) -> dict[str, Any]:
-        entry = RemoteAe.model_validate({**_object(req), "ae_title": req.params["ae_title"]})
-        cfg = node.get_config()
-        table = [ae for ae in cfg.ae_table if ae.ae_title != entry.ae_title] + [entry]
-        node.apply_config(cfg.model_copy(update={"ae_table": table}))
-        node.logger.info("AE table: %s set to %s:%d", entry.ae_title, entry.host, entry.port)
-        return entry.model_dump(mode="json")
-
-    def delete_ae(req: Request) -> dict[str, Any]:
-        title = req.params["ae_title"].strip()
-        cfg = node.get_config()
-        if cfg.ae_entry(title) is None:
-            raise ApiError(404, f"AE title {title!r} is not in the AE table")
-        node.apply_config(
-            cfg.model_copy(update={"ae_table": [a for a in cfg.ae_table if a.ae_title != title]})
-        )
-        node.logger.info("AE table: %s removed", title)
-        return {"removed": title}
 
     # -- patients and orders -----------------------------------------------------------------
 
@@ -142,16 +78,16 @@ def build_routes(node: RisNode) -> list[Route]:
         return {**row, "orders": node.store.orders(patient_id=row["patient_id"])}
 
     def register(req: Request) -> tuple[int, dict[str, Any]]:
-        stored, created = scheduling(node.scheduler.register_patient, _object(req), "admin API")
+        stored, created = scheduling(node.scheduler.register_patient, json_object(req), "admin API")
         return (201 if created else 200), stored
 
     def update_patient(req: Request) -> dict[str, Any]:
         return scheduling(
-            node.scheduler.update_patient, req.params["patient_id"], _object(req), "admin API"
+            node.scheduler.update_patient, req.params["patient_id"], json_object(req), "admin API"
         )
 
     def merge_patient(req: Request) -> dict[str, Any]:
-        prior = str(_object(req).get("prior_id") or "")
+        prior = str(json_object(req).get("prior_id") or "")
         if not prior:
             raise ApiError(422, "prior_id (the patient merged away) is required")
         return scheduling(
@@ -172,7 +108,7 @@ def build_routes(node: RisNode) -> list[Route]:
         return row
 
     def place_order(req: Request) -> tuple[int, dict[str, Any]]:
-        return 201, scheduling(node.scheduler.place_order, _object(req), "admin API")
+        return 201, scheduling(node.scheduler.place_order, json_object(req), "admin API")
 
     def cancel_order(req: Request) -> dict[str, Any]:
         return scheduling(node.scheduler.cancel_order, req.params["accession"], "admin API")
@@ -239,7 +175,7 @@ def build_routes(node: RisNode) -> list[Route]:
         return queue_action(node.queue.retry, _entry_id(req))
 
     def queue_edit(req: Request) -> dict[str, Any]:
-        message = _object(req).get("message")
+        message = json_object(req).get("message")
         if not isinstance(message, str) or not message.strip():
             raise ApiError(422, "message (the raw HL7 text) is required")
         return queue_action(node.queue.edit, _entry_id(req), message)
@@ -253,22 +189,11 @@ def build_routes(node: RisNode) -> list[Route]:
     def stats(_req: Request) -> dict[str, Any]:
         return node.store.stats()
 
-    def log(req: Request) -> dict[str, Any]:
-        return {
-            "lines": tail(
-                node.log_file, req.query_int("lines", 200, 1, 10_000), req.query.get("contains")
-            )
-        }
-
     return [
-        Route("GET", "/health", health),
-        Route("GET", "/config", get_config),
-        Route("PUT", "/config", put_config),
-        Route("PATCH", "/config", patch_config),
-        Route("POST", "/reload", reload),
-        Route("GET", "/ae-table", ae_table),
-        Route("PUT", "/ae-table/{ae_title}", put_ae),
-        Route("DELETE", "/ae-table/{ae_title}", delete_ae),
+        *health_routes(node, health_details),
+        *config_routes(node),
+        *ae_table_routes(node),
+        *log_routes(node),
         Route("GET", "/patients", patients),
         Route("POST", "/patients", register),
         Route("GET", "/patients/{patient_id}", patient),
@@ -289,5 +214,4 @@ def build_routes(node: RisNode) -> list[Route]:
         Route("DELETE", "/queue/{entry_id}", queue_delete),
         Route("GET", "/hl7/messages", hl7_messages),
         Route("GET", "/stats", stats),
-        Route("GET", "/log", log),
     ]

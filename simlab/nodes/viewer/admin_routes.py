@@ -1,20 +1,22 @@
 """The viewer's admin API: open a study, the reading list, config, AE table, log, statistics.
 
 Every change goes through the config model (validated), is persisted atomically and applied
-live; the node log records it.
+live; the node log records it. Health, config, reload, AE table and log are the routes every
+node shares (simlab/common/standard_routes.py); the rest are the viewer's own.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import time
 from typing import TYPE_CHECKING, Any
 
 from simlab.common.admin_server import ApiError, Request, Route
-from simlab.common.config import RemoteAe
-from simlab.common.node_logging import tail
-from simlab.common.viewer_config import ViewerConfig
+from simlab.common.standard_routes import (
+    ae_table_routes,
+    config_routes,
+    health_routes,
+    log_routes,
+)
 from simlab.nodes.viewer.retrieve import OpenFailed
 
 if TYPE_CHECKING:
@@ -26,19 +28,6 @@ _HTTP_STATUS = {
     "timeout": 504,
 }
 """HTTP status of a failed open by kind; anything else the peer refused is 502 Bad Gateway."""
-
-
-def deep_merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """RFC 7386-style merge: dicts merge key by key, anything else replaces, None deletes."""
-    out = dict(base)
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        elif isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 def _open_request(body: Any) -> tuple[str | None, str | None, str | None]:
@@ -68,70 +57,15 @@ def _open_request(body: Any) -> tuple[str | None, str | None, str | None]:
 def build_routes(node: ViewerNode) -> list[Route]:
     """The routing table of the viewer admin API."""
 
-    def health(_req: Request) -> dict[str, Any]:
+    def health_details() -> dict[str, Any]:
         cfg = node.get_config()
         return {
-            "status": "ok",
-            "node_id": cfg.node_id,
-            "role": cfg.role,
-            "pid": os.getpid(),
-            "uptime_s": round(time.time() - node.started_at, 3),
             "ae_title": cfg.dicom.ae_title,
             "dicom_port": cfg.dicom.port,
             "services": {"dicom": node.storage.listening},
             "qr_provider": cfg.retrieve.provider.model_dump(mode="json"),
             "retrieve_method": cfg.retrieve.method,
         }
-
-    def get_config(_req: Request) -> dict[str, Any]:
-        return node.get_config().model_dump(mode="json")
-
-    def put_config(req: Request) -> dict[str, Any]:
-        return _applied(ViewerConfig.model_validate(req.json_body()))
-
-    def patch_config(req: Request) -> dict[str, Any]:
-        body = req.json_body()
-        if not isinstance(body, dict):
-            raise ApiError(400, "a JSON object is required")
-        merged = deep_merge(node.get_config().model_dump(mode="json"), body)
-        return _applied(ViewerConfig.model_validate(merged))
-
-    def _applied(new: ViewerConfig) -> dict[str, Any]:
-        old = node.get_config()
-        if new.node_id != old.node_id or new.admin != old.admin:
-            raise ApiError(409, "node_id and admin settings cannot change on a running node")
-        try:
-            restarted = node.apply_config(new)
-        except OSError as exc:
-            raise ApiError(409, f"DICOM listener cannot bind: {exc.strerror or exc}") from exc
-        return {"config": new.model_dump(mode="json"), "restarted": restarted}
-
-    def reload(_req: Request) -> dict[str, Any]:
-        return {"restarted": node.reload(), "config": node.get_config().model_dump(mode="json")}
-
-    def ae_table(_req: Request) -> list[dict[str, Any]]:
-        return [ae.model_dump(mode="json") for ae in node.get_config().ae_table]
-
-    def put_ae(req: Request) -> dict[str, Any]:
-        body = req.json_body()
-        if not isinstance(body, dict):
-            raise ApiError(400, "a JSON object is required")
-        entry = RemoteAe.model_validate({**body, "ae_title": req.params["ae_title"]})
-        cfg = node.get_config()
-        table = [ae for ae in cfg.ae_table if ae.ae_title != entry.ae_title] + [entry]
-        node.apply_config(cfg.model_copy(update={"ae_table": table}))
-        node.logger.info("AE table: %s set to %s:%d", entry.ae_title, entry.host, entry.port)
-        return entry.model_dump(mode="json")
-
-    def delete_ae(req: Request) -> dict[str, Any]:
-        title = req.params["ae_title"].strip()
-        cfg = node.get_config()
-        if cfg.ae_entry(title) is None:
-            raise ApiError(404, f"AE title {title!r} is not in the AE table")
-        table = [ae for ae in cfg.ae_table if ae.ae_title != title]
-        node.apply_config(cfg.model_copy(update={"ae_table": table}))
-        node.logger.info("AE table: %s removed", title)
-        return {"removed": title}
 
     def open_study(req: Request) -> Any:
         accession, study_uid, method = _open_request(req.json_body())
@@ -235,22 +169,11 @@ def build_routes(node: ViewerNode) -> list[Route]:
         }
         return out
 
-    def log(req: Request) -> dict[str, Any]:
-        return {
-            "lines": tail(
-                node.log_file, req.query_int("lines", 200, 1, 10_000), req.query.get("contains")
-            )
-        }
-
     return [
-        Route("GET", "/health", health),
-        Route("GET", "/config", get_config),
-        Route("PUT", "/config", put_config),
-        Route("PATCH", "/config", patch_config),
-        Route("POST", "/reload", reload),
-        Route("GET", "/ae-table", ae_table),
-        Route("PUT", "/ae-table/{ae_title}", put_ae),
-        Route("DELETE", "/ae-table/{ae_title}", delete_ae),
+        *health_routes(node, health_details),
+        *config_routes(node),
+        *ae_table_routes(node),
+        *log_routes(node),
         Route("POST", "/studies/open", open_study),
         Route("GET", "/opens", opens),
         Route("GET", "/studies", studies),
@@ -259,5 +182,4 @@ def build_routes(node: ViewerNode) -> list[Route]:
         Route("GET", "/reading-list", reading_list),
         Route("POST", "/reading-list/{uid}/read", mark_read),
         Route("GET", "/stats", stats),
-        Route("GET", "/log", log),
     ]

@@ -64,7 +64,16 @@ def test_up_status_down_leaves_nothing(tmp_path: Path) -> None:
         assert text in up.stdout
     status = status_json(tmp_path, "one")
     assert status["state"] == "up"
-    assert [n["state"] for n in status["nodes"]] == ["up"]
+    assert [n["node_id"] for n in status["nodes"]] == [
+        "pacs",
+        "ris",
+        "viewer",
+        "ct-1",
+        "mr-1",
+        "cr-1",
+        "us-1",
+    ]
+    assert {n["state"] for n in status["nodes"]} == {"up"}
     lab_root = tmp_path / "labs" / "one"
     assert (lab_root / "nodes" / "pacs" / "node.log").exists()
     assert lab_processes(lab_root)
@@ -87,9 +96,12 @@ def test_second_lab_gets_other_ports(tmp_path: Path) -> None:
             assert simlab(tmp_path, "lab", "up", "--lab", lab, "-d").returncode == 0
         ports = []
         for lab in ("a", "b"):
-            node = status_json(tmp_path, lab)["nodes"][0]
-            assert node["state"] == "up"
-            ports.append({node["dicom_port"], node["hl7_port"], node["admin_port"]})
+            nodes = status_json(tmp_path, lab)["nodes"]
+            assert {n["state"] for n in nodes} == {"up"}
+            ports.append(
+                {p for n in nodes for p in (n["dicom_port"], n["hl7_port"], n["admin_port"]) if p}
+            )
+        assert len(ports[0]) == 16  # 7 admin + 7 DICOM + HL7 of the PACS and the RIS
         assert ports[0].isdisjoint(ports[1])
     finally:
         for lab in ("a", "b"):

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import sys
+
 from rich.console import Console
 from rich.table import Table
 
 from simlab.runtime.lab import NodeStatus
 from simlab.runtime.manifest import NodeEntry
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# Piped output (logs, scripts, tests) is not cut at 80 columns: an endpoint must stay readable.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+err_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 200)
 
 STATE_STYLE = {"up": "green", "unhealthy": "yellow", "down": "red", "not started": "dim"}
 
@@ -23,7 +26,7 @@ def endpoint_table(lab_id: str, statuses: list[NodeStatus]) -> Table:
     so the table reads without colour)."""
     table = Table(title=f"lab {lab_id}", title_justify="left")
     for column in ("node", "role", "AE title", "DICOM", "HL7 (MLLP)", "admin API", "state"):
-        table.add_column(column, no_wrap=True)
+        table.add_column(column, overflow="fold")
     for st in statuses:
         e = st.entry
         style = STATE_STYLE.get(st.state, "")
@@ -43,18 +46,23 @@ def endpoint_table(lab_id: str, statuses: list[NodeStatus]) -> Table:
 
 
 def dcmtk_hint(statuses: list[NodeStatus]) -> str:
-    """Ready-to-paste DCMTK commands against the lab's PACS."""
-    for st in statuses:
-        e = st.entry
-        if e.role == "pacs" and e.dicom_port:
-            target = f"-aec {e.ae_title} {e.host} {e.dicom_port}"
-            return (
-                "Try it from outside with DCMTK:\n"
-                f"  echoscu -v -aet ADMIN_WS {target}\n"
-                f"  storescu -aet ADMIN_WS {target} FILE.dcm\n"
-                f"  findscu -S -k QueryRetrieveLevel=STUDY -k PatientName='*' "
-                f"-aet ADMIN_WS {target}\n"
-                f"  movescu -S -aet ADMIN_WS -aem ADMIN_WS --port 11113 "
-                f"-k QueryRetrieveLevel=STUDY -k StudyInstanceUID=UID {target}"
-            )
-    return ""
+    """Ready-to-paste DCMTK commands against the lab's PACS and RIS."""
+    by_role = {st.entry.role: st.entry for st in statuses}
+    lines = ["Try it from outside with DCMTK:"]
+    pacs = by_role.get("pacs")
+    if pacs and pacs.dicom_port:
+        target = f"-aec {pacs.ae_title} {pacs.host} {pacs.dicom_port}"
+        lines += [
+            f"  echoscu -v -aet ADMIN_WS {target}",
+            f"  storescu -aet ADMIN_WS {target} FILE.dcm",
+            f"  findscu -S -k QueryRetrieveLevel=STUDY -k PatientName='*' -aet ADMIN_WS {target}",
+            f"  movescu -S -aet ADMIN_WS -aem ADMIN_WS --port 11113 "
+            f"-k QueryRetrieveLevel=STUDY -k StudyInstanceUID=UID {target}",
+        ]
+    ris = by_role.get("ris")
+    if ris and ris.dicom_port:
+        lines.append(
+            f"  findscu -W -k 'ScheduledProcedureStepSequence[0].Modality=CT' -k PatientName "
+            f"-k AccessionNumber -aet ADMIN_WS -aec {ris.ae_title} {ris.host} {ris.dicom_port}"
+        )
+    return "\n".join(lines) if len(lines) > 1 else ""

@@ -1,0 +1,125 @@
+"""The default department on the local runtime: one order through the whole Scheduled Workflow.
+
+RIS registers the patient and places the order (ADT^A04, ORM^O01 to the PACS over MLLP); the CT
+queries its worklist (C-FIND MWL), starts the procedure (MPPS N-CREATE), acquires and sends the
+images (C-STORE), completes (MPPS N-SET, storage commitment); the viewer opens the study by
+accession (C-FIND + C-MOVE). Every step is a real exchange between real node processes.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import pytest
+
+from simlab.runtime.lab import Lab
+
+T = TypeVar("T")
+
+DEPARTMENT = ["pacs", "ris", "viewer", "ct-1", "mr-1", "cr-1", "us-1"]
+
+
+def poll(fetch: Callable[[], T], done: Callable[[T], bool], timeout: float, what: str) -> T:
+    """Call `fetch` until `done(value)`; fail with the last value after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    value = fetch()
+    while not done(value):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}; last value: {value!r}")
+        time.sleep(0.1)
+        value = fetch()
+    return value
+
+
+@pytest.fixture(scope="module")
+def department(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    lab = Lab.create(tmp_path_factory.mktemp("home"), "dept")
+    lab.up(timeout=60)
+    try:
+        yield lab
+    finally:
+        lab.down()
+
+
+def test_every_node_of_the_department_is_up(department: Lab) -> None:
+    statuses = {st.entry.node_id: st for st in department.status()}
+    assert list(statuses) == DEPARTMENT
+    assert all(st.state == "up" for st in statuses.values()), statuses
+    assert statuses["ct-1"].entry.ae_title == "CT_1"
+    assert statuses["ris"].entry.hl7_port and statuses["pacs"].entry.hl7_port
+
+
+@pytest.mark.timeout(180)
+def test_one_order_through_scheduled_workflow(department: Lab) -> None:
+    ris, ct, pacs, viewer = (
+        department.client(node, timeout=60) for node in ("ris", "ct-1", "pacs", "viewer")
+    )
+    patient = ris.post("/patients", {"name": "MÜLLER^ANNA", "birth_date": "19700101", "sex": "F"})
+    patient_id = patient["patient_id"]
+    today = datetime.date.today().strftime("%Y%m%d")
+    order = ris.post(
+        "/orders",
+        {
+            "patient_id": patient_id,
+            "modality": "CT",
+            "start_date": today,
+            "start_time": "090000",
+            "procedure_code": "CTHEAD",
+            "procedure_meaning": "CT head without contrast",
+            "referring_physician": "LEE^DR",
+            "performing_physician": "RAD^ONE",
+        },
+    )
+    accession = order["accession"]
+
+    # RAD-4: the order reaches the PACS over HL7
+    poll(
+        lambda: {o["accession"] for o in pacs.get("/orders")},
+        lambda accs: accession in accs,
+        30,
+        "the ORM to reach the PACS",
+    )
+    # RAD-5: the CT's worklist shows it
+    items = ct.post("/worklist/query", {})["items"]
+    assert [i["accession_number"] for i in items] == [accession]
+    # RAD-6, RAD-8, RAD-7, RAD-10
+    proc_id = ct.post("/procedures/start", {"accession_number": accession})["id"]
+    ct.post(f"/procedures/{proc_id}/acquire", {})
+    ct.post(f"/procedures/{proc_id}/complete", {})
+    procedure = poll(
+        lambda: ct.get(f"/procedures/{proc_id}"),
+        lambda p: p["series"] and p["queue"].get("sent") == _instances(p),
+        60,
+        "the CT to send every image",
+    )
+    study = pacs.get("/studies", accession=accession)[0]
+    assert study["patient_id"] == patient_id
+    assert study["patient_name"] == "MÜLLER^ANNA"
+    assert study["mixed_patients"] is False
+    assert study["instance_count"] == _instances(procedure)
+    assert study["study_uid"] == items[0]["study_instance_uid"]
+    poll(
+        lambda: ris.get(f"/orders/{accession}")["status"],
+        lambda status: status == "COMPLETED",
+        30,
+        "MPPS COMPLETED to complete the order",
+    )
+    commitment = poll(
+        lambda: ct.get(f"/procedures/{proc_id}")["commitments"],
+        lambda rows: bool(rows) and rows[-1]["state"] not in ("pending", "requested", "waiting"),
+        30,
+        "the storage commitment report",
+    )[-1]
+    assert commitment["state"] == "committed", commitment
+    assert commitment["event_type"] == 1
+    # RAD-14/16: the radiologist opens it
+    opened = viewer.post("/studies/open", {"accession": accession})
+    assert opened["ok"] is True
+    assert opened["instances"] == study["instance_count"]
+
+
+def _instances(procedure: dict[str, Any]) -> int:
+    return sum(len(series["instances"]) for series in procedure["series"])

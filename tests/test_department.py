@@ -9,6 +9,9 @@ accession (C-FIND + C-MOVE). Every step is a real exchange between real node pro
 from __future__ import annotations
 
 import datetime
+import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -16,6 +19,7 @@ from typing import Any, TypeVar
 import pytest
 
 from simlab.runtime.lab import Lab
+from simlab.workflow.day import CHECKS, simulate_day
 
 T = TypeVar("T")
 
@@ -123,3 +127,51 @@ def test_one_order_through_scheduled_workflow(department: Lab) -> None:
 
 def _instances(procedure: dict[str, Any]) -> int:
     return sum(len(series["instances"]) for series in procedure["series"])
+
+
+@pytest.mark.timeout(240)
+def test_simulate_day_reconciles_every_order_and_is_decided_by_its_seed(department: Lab) -> None:
+    """`simlab lab simulate-day` on the running department: every line green; the same seed
+    plays the same day (patients and modalities), another seed another one."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "simlab",
+            "lab",
+            "simulate-day",
+            "--home",
+            str(department.paths.home),
+            "--lab",
+            "dept",
+            "--studies",
+            "6",
+            "--seed",
+            "3",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=200,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"] is True
+    assert len(report["orders"]) == 6
+    for order in report["orders"]:
+        assert order["checks"] == dict.fromkeys(CHECKS, True), order
+
+    clients = {
+        n.node_id: department.client(n.node_id, timeout=120) for n in department.manifest.nodes
+    }
+    stations = {
+        n.node_id: (clients[n.node_id].health()["profile"], n.ae_title or "")
+        for n in department.manifest.nodes
+        if n.role == "modality"
+    }
+    again = simulate_day(clients, stations, studies=6, seed=3)
+    other = simulate_day(clients, stations, studies=6, seed=4)
+    plan = [(o["patient_name"], o["modality"]) for o in report["orders"]]
+    assert [(o.patient_name, o.modality) for o in again.orders] == plan
+    assert [(o.patient_name, o.modality) for o in other.orders] != plan
+    assert again.ok and other.ok

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from simlab.cli.output import console, dcmtk_hint, endpoint_table, err_console
+from simlab.cli.output import console, day_table, dcmtk_hint, endpoint_table, err_console
 from simlab.runtime.lab import Lab, LabError
 from simlab.runtime.manifest import default_home, list_labs
 
@@ -163,3 +163,57 @@ def events(
     the_lab = open_lab(home, lab)
     for event in the_lab.events.read(limit=last):
         typer.echo(json.dumps(event, ensure_ascii=False))
+
+
+@app.command("simulate-day")
+def simulate_day_command(
+    lab: LabOpt = "default",
+    home: HomeOpt = None,
+    studies: Annotated[int, typer.Option(min=1, max=2000, help="Orders in the day.")] = 40,
+    seed: Annotated[int, typer.Option(help="Decides patients, orders and modalities.")] = 7,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Play a working day through the running lab and print the reconciliation report.
+
+    Patients are registered and orders placed at the RIS (ADT, ORM), modalities query their
+    worklist, perform the procedures (MPPS, C-STORE, storage commitment) and the viewer opens
+    every study (C-FIND, C-MOVE). Exit code 1 when any order does not reconcile.
+    """
+    from rich.progress import Progress
+
+    from simlab.workflow.day import CHECKS, simulate_day
+
+    the_lab = open_lab(home, lab)
+    statuses = the_lab.status()
+    down = [st.entry.node_id for st in statuses if st.state != "up"]
+    if down:
+        err_console.print(f"[red]error:[/] nodes not up: {', '.join(down)} (simlab lab up)")
+        raise typer.Exit(2)
+    clients = {st.entry.node_id: the_lab.client(st.entry.node_id, timeout=120) for st in statuses}
+    stations = {
+        st.entry.node_id: (st.health["profile"], st.entry.ae_title or "")
+        for st in statuses
+        if st.entry.role == "modality"
+    }
+    the_lab.events.append("simulate_day_started", studies=studies, seed=seed)
+    with Progress(console=err_console, transient=True) as bar:
+        tasks: dict[str, object] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)  # type: ignore[arg-type]
+
+        report = simulate_day(clients, stations, studies=studies, seed=seed, progress=progress)
+    the_lab.events.append("simulate_day_finished", ok=report.ok, seconds=report.seconds)
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), ensure_ascii=False))
+    else:
+        console.print(day_table(report, CHECKS))
+        good = sum(o.ok for o in report.orders)
+        console.print(
+            f"{good} of {len(report.orders)} orders reconcile "
+            f"(seed {seed}, {report.seconds:.1f} s)."
+        )
+    if not report.ok:
+        raise typer.Exit(1)

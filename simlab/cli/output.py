@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
 from simlab.runtime.lab import NodeStatus
 from simlab.runtime.manifest import NodeEntry
+
+if TYPE_CHECKING:
+    from simlab.workflow.day import DayReport
 
 # Piped output (logs, scripts, tests) is not cut at 80 columns: an endpoint must stay readable.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
@@ -66,3 +70,21 @@ def dcmtk_hint(statuses: list[NodeStatus]) -> str:
             f"-k AccessionNumber -aet ADMIN_WS -aec {ris.ae_title} {ris.host} {ris.dicom_port}"
         )
     return "\n".join(lines) if len(lines) > 1 else ""
+
+
+def day_table(report: DayReport, checks: tuple[str, ...]) -> Table:
+    """The reconciliation report: one row an order, 'yes'/'NO' per check (readable without
+    colour), and what went wrong in the notes."""
+    table = Table(title="reconciliation", title_justify="left")
+    for column in ("accession", "patient", "modality", *checks, "notes"):
+        table.add_column(column, overflow="fold")
+    for order in report.orders:
+        cells = ["[green]yes[/]" if order.checks.get(name) else "[red]NO[/]" for name in checks]
+        table.add_row(
+            order.accession,
+            order.patient_id,
+            f"{order.modality} {order.station}",
+            *cells,
+            "; ".join(order.notes),
+        )
+    return table

@@ -9,6 +9,7 @@ import pytest
 
 from simlab.client.admin import AdminApiError
 from simlab.common.hl7_messages import read_header
+from simlab.common.uids import RIS_UID_ROOT
 from tests.conftest import requires_dcmtk
 from tests.dicom_files import dcmtk
 from tests.ris_fixtures import RIS_AE, order, register, start_ris
@@ -42,8 +43,8 @@ def test_generated_numbers_are_deterministic(tmp_path: Path):
             ris.stop()
     assert results[0] == results[1]
     numbers, controls = results[0]
-    assert numbers[0] == ("ACC000001", "RP000001", "SPS000001", "2.25.42424242.1.1")
-    assert numbers[1][0] == "ACC000002" and numbers[1][3] == "2.25.42424242.1.2"
+    assert numbers[0] == ("ACC000001", "RP000001", "SPS000001", f"{RIS_UID_ROOT}.1.1")
+    assert numbers[1][0] == "ACC000002" and numbers[1][3] == f"{RIS_UID_ROOT}.1.2"
     assert len(set(controls)) == len(controls) == 4
 
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 from pydicom.uid import generate_uid
 
+from simlab.common.uids import RIS_UID_ROOT
 from tests.ris_fixtures import MppsScu, RunningRis, create_attrs, order, register, start_ris
 
 UID_PREFIX = "2.25.7788."
@@ -92,7 +93,7 @@ def test_n_create_errors(ris: RunningRis, scu: MppsScu):
     # No Affected SOP Instance UID in the request: the RIS assigns one under its UID root.
     assert scu.create(create_attrs(None), None)[0] == 0x0000
     assigned = [m["sop_uid"] for m in ris.admin.get("/mpps")]
-    assert any(u.startswith("2.25.42424242.2.") for u in assigned), assigned
+    assert any(u.startswith(f"{RIS_UID_ROOT}.2.") for u in assigned), assigned
 
 
 def test_n_set_errors(ris: RunningRis, scu: MppsScu):

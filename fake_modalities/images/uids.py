@@ -12,7 +12,9 @@ import json
 
 from pydicom.uid import UID, generate_uid
 
-UID_ROOT = "2.25.236181667842161985638185658455794724346."
+from simlab.common.uids import SIMLAB_UID_ROOT
+
+UID_ROOT = f"{SIMLAB_UID_ROOT}."
 """The simlab UID root (with its trailing dot); 45 characters, so 19 digits remain per UID."""
 
 IMPLEMENTATION_CLASS_UID = UID(UID_ROOT + "1")

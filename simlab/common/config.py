@@ -35,13 +35,13 @@ def validate_ae_title(value: str) -> str:
     return value.strip()
 
 
-class _Model(BaseModel):
+class StrictModel(BaseModel):
     """Base for config models: unknown keys are an error, so a typo never goes unnoticed."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class RemoteAe(_Model):
+class RemoteAe(StrictModel):
     """An entry of a node's AE table: a peer it accepts associations from or connects to."""
 
     ae_title: AeTitle
@@ -56,7 +56,7 @@ class RemoteAe(_Model):
     _check_title = field_validator("ae_title")(lambda cls, v: validate_ae_title(v))
 
 
-class AdminSettings(_Model):
+class AdminSettings(StrictModel):
     """Where the node's JSON admin API listens and how it authenticates callers."""
 
     host: str = "127.0.0.1"
@@ -67,7 +67,7 @@ class AdminSettings(_Model):
     """File holding the lab's admin token (relative to the config file)."""
 
 
-class DicomSettings(_Model):
+class DicomSettings(StrictModel):
     """The node's DICOM Upper Layer service (PS3.8) and its association policy."""
 
     ae_title: AeTitle
@@ -94,7 +94,7 @@ class DicomSettings(_Model):
     _check_title = field_validator("ae_title")(lambda cls, v: validate_ae_title(v))
 
 
-class Hl7Settings(_Model):
+class Hl7Settings(StrictModel):
     """The node's HL7 v2 listener over MLLP and the identity it answers as (MSH-5/MSH-6)."""
 
     host: str = "127.0.0.1"
@@ -111,7 +111,7 @@ class Hl7Settings(_Model):
     """Seconds a silent MLLP connection is kept open."""
 
 
-class NodeConfig(_Model):
+class NodeConfig(StrictModel):
     """What every node has: identity, admin API, data directory and log file."""
 
     node_id: str = Field(pattern=r"^[a-z][a-z0-9-]{0,31}$")
@@ -131,7 +131,7 @@ ALL_STORAGE = "*"
 """Marker in accepted_sop_classes meaning 'every Storage SOP class pynetdicom knows'."""
 
 
-class StorageSettings(_Model):
+class StorageSettings(StrictModel):
     """How the archive stores what it receives."""
 
     quota_bytes: int | None = Field(default=None, ge=0)
@@ -141,7 +141,7 @@ class StorageSettings(_Model):
     first one (answer Success, store nothing), or refuse it (0x0111 Duplicate SOP Instance)."""
 
 
-class StorageCommitmentSettings(_Model):
+class StorageCommitmentSettings(StrictModel):
     """Storage Commitment Push Model SCP (PS3.4 J): how the PACS sends its N-EVENT-REPORT."""
 
     report_association: Literal["same", "new"] = "same"

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from simlab.common.config import DicomSettings, NodeConfig, RemoteAe, _Model
+from simlab.common.config import DicomSettings, NodeConfig, RemoteAe, StrictModel
 
 Profile = Literal["CT", "MR", "CR", "DX", "US"]
 
@@ -33,7 +33,7 @@ PROFILE_DEFAULTS: dict[str, dict[str, int]] = {
 """Realistic but lab-friendly acquisition sizes per profile (a simulated day stays small)."""
 
 
-class AcquisitionSettings(_Model):
+class AcquisitionSettings(StrictModel):
     """What one acquisition produces."""
 
     images_per_series: int | None = Field(default=None, ge=1, le=2000)
@@ -59,7 +59,7 @@ class AcquisitionSettings(_Model):
         return self
 
 
-class SendQueueSettings(_Model):
+class SendQueueSettings(StrictModel):
     """The C-STORE send queue: batching and retry with bounded backoff."""
 
     batch_size: int = Field(default=50, ge=1, le=1000)
@@ -74,7 +74,7 @@ class SendQueueSettings(_Model):
     """Seconds the sender sleeps when the queue has nothing due."""
 
 
-class StorageCommitmentRequest(_Model):
+class StorageCommitmentRequest(StrictModel):
     """Storage Commitment Push Model SCU (PS3.4 J) after a procedure is completed."""
 
     enabled: bool = True
@@ -86,7 +86,7 @@ class StorageCommitmentRequest(_Model):
     arrive on the modality's own DICOM listener (a new association from the PACS)."""
 
 
-class WorklistQuerySettings(_Model):
+class WorklistQuerySettings(StrictModel):
     """The default matching keys of the worklist query (PS3.4 K.6.1.2.2)."""
 
     station_ae_title: str | None = ""

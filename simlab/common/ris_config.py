@@ -20,14 +20,15 @@ from simlab.common.config import (
     NodeConfig,
     Port,
     RemoteAe,
-    _Model,
+    StrictModel,
     validate_ae_title,
 )
+from simlab.common.uids import RIS_UID_ROOT
 
 _UID_ROOT_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 
 
-class Hl7Destination(_Model):
+class Hl7Destination(StrictModel):
     """A receiver of the RIS's outbound HL7 (ADT and ORM), e.g. the PACS."""
 
     name: str = Field(default="pacs", pattern=r"^[a-z][a-z0-9-]{0,31}$")
@@ -46,7 +47,7 @@ class Hl7Destination(_Model):
     """A disabled destination keeps queueing but sends nothing (an interface 'stopped')."""
 
 
-class QueueSettings(_Model):
+class QueueSettings(StrictModel):
     """How the persistent outbound queue delivers: in order, one at a time, with retries."""
 
     block_on_error: bool = True
@@ -60,10 +61,10 @@ class QueueSettings(_Model):
     """Longest wait between two attempts."""
 
 
-class NumberingSettings(_Model):
+class NumberingSettings(StrictModel):
     """How the RIS numbers what it generates; the same requests give the same numbers."""
 
-    uid_root: str = "2.25.42424242"
+    uid_root: str = RIS_UID_ROOT
     """Root of the UIDs the RIS generates (Study Instance UID, MPPS instance when missing)."""
     accession_prefix: str = Field(default="ACC", max_length=8)
     """Accession numbers are this prefix and a zero-padded sequence (ACC000001)."""
@@ -75,8 +76,8 @@ class NumberingSettings(_Model):
     @field_validator("uid_root")
     @classmethod
     def _check_root(cls, value: str) -> str:
-        if not _UID_ROOT_RE.match(value) or len(value) > 40:
-            raise ValueError("uid_root must be dotted decimal digits, at most 40 characters")
+        if not _UID_ROOT_RE.match(value) or len(value) > 50:
+            raise ValueError("uid_root must be dotted decimal digits, at most 50 characters")
         return value
 
 

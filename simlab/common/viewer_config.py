@@ -16,7 +16,7 @@ from simlab.common.config import (
     DicomSettings,
     NodeConfig,
     RemoteAe,
-    _Model,
+    StrictModel,
 )
 
 VIEWER_AE_TITLE = "SIMLAB_VIEWER"
@@ -24,7 +24,7 @@ VIEWER_AE_TITLE = "SIMLAB_VIEWER"
 PACS_AE_TITLE = "SIMLAB_PACS"
 
 
-class RetrieveSettings(_Model):
+class RetrieveSettings(StrictModel):
     """How the viewer queries and retrieves a study from its Q/R provider (IHE RAD-14/RAD-16)."""
 
     provider: RemoteAe = Field(

@@ -113,6 +113,30 @@ def pacs_node(tmp_path: Path) -> Iterator[RunningNode]:
         node.stop()
 
 
+def node_processes(root: Path) -> list[int]:
+    """Every node process on the machine whose command line names a file under `root`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if str(root) in cmd and ("simlab.nodes" in cmd or "fake_modalities.node" in cmd):
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_node_outlives_the_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A test that times out (pytest-timeout) can be interrupted before its teardown stops the
+    nodes it started; whatever node runs from this session's temp dir is stopped at the end."""
+    yield
+    for pid in node_processes(tmp_path_factory.getbasetemp()):
+        stop_process(pid, grace=2.0)
+
+
 def dcmtk_available() -> bool:
     return shutil.which("echoscu") is not None
 

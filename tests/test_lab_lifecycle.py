@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import requires_dcmtk
+from tests.conftest import node_processes, requires_dcmtk
 
 SIMLAB = [sys.executable, "-m", "simlab"]
 
@@ -28,18 +28,8 @@ def simlab(home: Path, *args: str, timeout: float = 60) -> subprocess.CompletedP
 
 
 def lab_processes(lab_root: Path) -> list[int]:
-    """Every process on the machine whose command line names a file in this lab."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if str(lab_root) in cmd and "simlab.nodes" in cmd:
-            found.append(int(entry.name))
-    return found
+    """Every node process on the machine that belongs to this lab."""
+    return node_processes(lab_root)
 
 
 def status_json(home: Path, lab: str) -> dict:

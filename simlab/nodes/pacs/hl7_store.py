@@ -10,15 +10,13 @@ transaction, and the admin API reads patients, orders and the message log from i
 from __future__ import annotations
 
 import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from simlab.common.hl7_messages import AckCode, Hl7Error, MshHeader
+from simlab.common.sqlite_db import SqliteDatabase
 
 if TYPE_CHECKING:
     from simlab.nodes.pacs.hl7_handlers import OrderData, OrderKey
@@ -135,7 +133,7 @@ class MessageRecord:
     message: str
 
 
-class Hl7Store:
+class Hl7Store(SqliteDatabase):
     """The HL7 service's SQLite file: message log, registered patients, orders.
 
     One connection guarded by a lock (the service writes from MLLP threads, the admin API reads
@@ -143,51 +141,14 @@ class Hl7Store:
     """
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self._conn: sqlite3.Connection | None = None
-        self._lock = threading.RLock()
-
-    @property
-    def is_open(self) -> bool:
-        return self._conn is not None
-
-    def open(self) -> None:
-        """Create or open the database (WAL, synchronous=FULL: an ACK means it is on disk)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(
-            self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        # synchronous=FULL: an ACK means the message's effect is on disk.
+        super().__init__(
+            path,
+            schema=_SCHEMA,
+            synchronous="FULL",
+            busy_timeout=BUSY_TIMEOUT_S,
+            what="the HL7 database",
         )
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.executescript(_SCHEMA)
-        self._conn = conn
-
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-    @property
-    def conn(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise RuntimeError("the HL7 database is not open")
-        return self._conn
-
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK when the block raises."""
-        with self._lock:
-            conn = self.conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
 
     def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         with self._lock:

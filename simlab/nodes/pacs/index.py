@@ -21,15 +21,14 @@ Query/Retrieve asks `search` with one `Matcher` per key: the matchers narrow the
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from simlab.common.dicom_matching import Matcher
+from simlab.common.sqlite_db import SqliteDatabase
 
 LEVELS = ("PATIENT", "STUDY", "SERIES", "IMAGE")
 """Query/Retrieve levels, top to bottom (PS3.4 C.3)."""
@@ -198,52 +197,22 @@ def _patient_label(patient_id: str, issuer: str) -> str:
     return f"{patient_id}^^^{issuer}" if issuer else patient_id
 
 
-class Index:
-    """SQLite index of the archive (one connection, one lock, WAL)."""
+class Index(SqliteDatabase):
+    """SQLite index of the archive (one connection, one lock, WAL).
+
+    synchronous=NORMAL: every object file is fsynced before its row, and the archive reindexes
+    files without rows on open, so the index can be rebuilt after a power loss.
+    """
 
     def __init__(self, db_path: Path) -> None:
-        self.db_path = db_path
-        self._lock = threading.RLock()
-        self._conn: sqlite3.Connection | None = None
-
-    # -- lifecycle ---------------------------------------------------------------------------
-
-    def open(self) -> None:
-        """Open (and create) the database."""
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(
-            self.db_path, check_same_thread=False, isolation_level=None, timeout=30.0
+        super().__init__(
+            db_path,
+            schema=_SCHEMA,
+            synchronous="NORMAL",
+            busy_timeout=30.0,
+            foreign_keys=True,
+            what="the index",
         )
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.execute("PRAGMA foreign_keys=ON")
-        conn.executescript(_SCHEMA)
-        self._conn = conn
-
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-    @property
-    def conn(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise RuntimeError("index is not open")
-        return self._conn
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            conn = self.conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
 
     def _query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
@@ -259,7 +228,7 @@ class Index:
         """
         now = time.time()
         result = AddResult()
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             study = conn.execute(
                 "SELECT st.pk, st.patient_fk, st.study_date, st.study_time, st.accession, "
                 "st.study_id, st.description, st.referring_physician, p.patient_id, p.issuer "
@@ -437,7 +406,7 @@ class Index:
     def remove_instances(self, sop_uids: Iterable[str]) -> int:
         """Delete instance rows (and series/studies left empty); returns rows removed."""
         removed = 0
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             series_pks: set[int] = set()
             study_pks: set[int] = set()
             for uid in sop_uids:
@@ -466,7 +435,7 @@ class Index:
 
     def delete_study(self, study_uid: str) -> list[dict[str, Any]]:
         """Delete a study's rows; returns its instances (sop_uid, path, size) for file removal."""
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             study = conn.execute(
                 "SELECT pk FROM studies WHERE study_uid = ?", (study_uid,)
             ).fetchone()
@@ -641,7 +610,7 @@ class Index:
         """
         fields = {"name": name, "birth_date": birth_date, "sex": sex}
         fields = {k: v for k, v in fields.items() if v is not None}
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             pks = self._patient_pks(conn, patient_id, issuer)
             if not pks:
                 return 0
@@ -677,7 +646,7 @@ class Index:
         0 when the prior patient is unknown (nothing is created then).
         """
         now = time.time()
-        with self._transaction() as conn:
+        with self.transaction() as conn:
             prior_pks = self._patient_pks(conn, prior_patient_id, issuer)
             if not prior_pks:
                 return 0

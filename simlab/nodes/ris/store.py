@@ -10,14 +10,12 @@ numbers are never reused, even after a crash, and the same requests give the sam
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from simlab.common.sqlite_db import SqliteDatabase
 
 DB_FILE = "ris.sqlite"
 
@@ -150,51 +148,13 @@ def now_text() -> str:
     return datetime.now().isoformat(timespec="milliseconds")
 
 
-class RisStore:
+class RisStore(SqliteDatabase):
     """The RIS's SQLite database (see the module docstring)."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self._lock = threading.RLock()
-        self._conn: sqlite3.Connection | None = None
-
-    def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA busy_timeout=5000")
-        conn.executescript(_SCHEMA)
-        self._conn = conn
-
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-    @property
-    def conn(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise RuntimeError("the RIS database is not open")
-        return self._conn
-
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (re-entrant: an inner call joins the outer one)."""
-        with self._lock:
-            conn = self.conn
-            if conn.in_transaction:
-                yield conn
-                return
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        super().__init__(
+            path, schema=_SCHEMA, synchronous="FULL", busy_timeout=5.0, what="the RIS database"
+        )
 
     def _rows(self, sql: str, params: tuple | list = ()) -> list[dict[str, Any]]:
         with self._lock:

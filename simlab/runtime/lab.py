@@ -8,8 +8,10 @@ This module is runtime-neutral in what it records (the manifest); process handli
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +33,7 @@ from simlab.runtime.ports import free_ports
 from simlab.runtime.process import (
     NodeProcess,
     NodeStartError,
+    kill_now,
     pid_alive,
     pid_cmdline,
     spawn_node,
@@ -255,6 +258,49 @@ class Lab:
         self._save()
         self.events.append("lab_down", stopped=stopped)
         return stopped
+
+    # --------------------------------------------------------------------- one node at a time
+    def start_node(self, node_id: str, timeout: float = 30.0) -> None:
+        """Start one node (no-op when it runs) and wait until it is healthy."""
+        entry = self.manifest.node(node_id)
+        if self.node_running(entry):
+            return
+        try:
+            started = self._spawn(entry, lambda _n, _m: None)
+            self._await_healthy(entry, started, timeout, lambda _n, _m: None)
+        except NodeStartError as exc:
+            raise LabError(str(exc)) from None
+
+    def stop_node(self, node_id: str) -> bool:
+        """Stop one node (SIGTERM, grace, SIGKILL); False when it was not running."""
+        entry = self.manifest.node(node_id)
+        running = self.node_running(entry)
+        if running and entry.pid:
+            stop_process(entry.pid)
+            self.events.append("node_stopped", node=node_id, pid=entry.pid)
+        entry.pid = None
+        self._procs.pop(node_id, None)
+        self._save()
+        return running
+
+    def restart_node(self, node_id: str, timeout: float = 30.0) -> None:
+        """Stop and start one node: it reads its config file again, as after a reboot."""
+        self.stop_node(node_id)
+        self.start_node(node_id, timeout)
+        self.events.append("node_restarted", node=node_id)
+
+    def signal_node(self, node_id: str, sig: int) -> None:
+        """Send a signal to a node's process group (SIGKILL: a crash; SIGSTOP/SIGCONT: a hang)."""
+        entry = self.manifest.node(node_id)
+        if not entry.pid or not self.node_running(entry):
+            raise LabError(f"node {node_id} is not running")
+        if sig == signal.SIGKILL:
+            kill_now(entry.pid)
+            return
+        try:
+            os.killpg(entry.pid, sig)
+        except ProcessLookupError:
+            raise LabError(f"node {node_id} is not running") from None
 
     def node_running(self, entry: NodeEntry) -> bool:
         """True when the recorded pid is alive and really is this node (pid files go stale)."""

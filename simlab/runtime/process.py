@@ -124,6 +124,7 @@ def stop_process(pid: int, grace: float = 5.0) -> bool:
     except ProcessLookupError:
         return True
     _signal_group(pgid, signal.SIGTERM)
+    _signal_group(pgid, signal.SIGCONT)  # a hung (SIGSTOPped) node must see its SIGTERM
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
         if not pid_alive(pid):

@@ -1,0 +1,1 @@
+"""One module per fault family; each registers its fault classes with `@register`."""

@@ -1,0 +1,1 @@
+"""Scenarios: schema, seed data, triggers, objectives, scoring and the report."""

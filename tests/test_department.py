@@ -23,7 +23,7 @@ from simlab.workflow.day import CHECKS, simulate_day
 
 T = TypeVar("T")
 
-DEPARTMENT = ["pacs", "ris", "viewer", "ct-1", "mr-1", "cr-1", "us-1"]
+DEPARTMENT = ["pacs", "ris", "viewer", "ct-1", "mr-1", "cr-1", "us-1", "net"]
 
 
 def poll(fetch: Callable[[], T], done: Callable[[T], bool], timeout: float, what: str) -> T:

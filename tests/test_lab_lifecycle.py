@@ -62,8 +62,11 @@ def test_up_status_down_leaves_nothing(tmp_path: Path) -> None:
         "mr-1",
         "cr-1",
         "us-1",
+        "net",
     ]
     assert {n["state"] for n in status["nodes"]} == {"up"}
+    net = status["nodes"][-1]
+    assert net["role"] == "network" and "ct-1->pacs" in {lk["name"] for lk in net["links"]}
     lab_root = tmp_path / "labs" / "one"
     assert (lab_root / "nodes" / "pacs" / "node.log").exists()
     assert lab_processes(lab_root)
@@ -91,7 +94,7 @@ def test_second_lab_gets_other_ports(tmp_path: Path) -> None:
             ports.append(
                 {p for n in nodes for p in (n["dicom_port"], n["hl7_port"], n["admin_port"]) if p}
             )
-        assert len(ports[0]) == 16  # 7 admin + 7 DICOM + HL7 of the PACS and the RIS
+        assert len(ports[0]) == 17  # 8 admin + 7 DICOM + HL7 of the PACS and the RIS
         assert ports[0].isdisjoint(ports[1])
     finally:
         for lab in ("a", "b"):

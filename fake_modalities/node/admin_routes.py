@@ -9,7 +9,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from simlab.common.admin_server import ApiError, Request, Route
-from simlab.common.standard_routes import config_routes, health_routes, json_object, log_routes
+from simlab.common.standard_routes import (
+    config_routes,
+    dicom_echo_routes,
+    health_routes,
+    json_object,
+    log_routes,
+    role_peers,
+)
 
 if TYPE_CHECKING:
     from fake_modalities.node.node import ModalityNode
@@ -121,6 +128,7 @@ def build_routes(node: ModalityNode) -> list[Route]:
         *health_routes(node, health_details),
         *config_routes(node),
         *log_routes(node),
+        *dicom_echo_routes(node, role_peers("destination", "mwl", "mpps")),
         Route("POST", "/worklist/query", worklist_query),
         Route("GET", "/worklist", worklist),
         Route("POST", "/procedures/start", start),

@@ -11,7 +11,7 @@ from typing import Any
 from pynetdicom import AE
 
 from fake_modalities.images import derive_uid
-from fake_modalities.node import acquisition
+from fake_modalities.node import acquisition, tag_settings
 from fake_modalities.node.admin_routes import build_routes
 from fake_modalities.node.commitment import Commitments, DicomListener
 from fake_modalities.node.mpps import send_mpps
@@ -267,6 +267,7 @@ class ModalityNode(LiveConfigNode[ModalityConfig]):
                 datasets = acquisition.generate(cfg, proc, number)
                 instances = []
                 for ds in datasets:
+                    tag_settings.apply(ds, cfg.acquisition)
                     acquisition.encode(ds, cfg.acquisition.transfer_syntax)
                     name = f"{ds.Modality}{number:03d}_{int(ds.InstanceNumber):05d}.dcm"
                     path = acquisition.write_durably(ds, directory / name)

@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from pydicom.errors import InvalidDicomError
+from pydicom.filereader import read_file_meta_info
 from pynetdicom import AE
 
 from fake_modalities.node.scu import associate, context_text, sop_name
@@ -82,8 +84,10 @@ class Sender:
         ae = AE(ae_title=cfg.dicom.ae_title)
         ae.acse_timeout = ae.dimse_timeout = cfg.association_timeout
         ae.network_timeout = cfg.association_timeout
-        ts = cfg.acquisition.transfer_syntax
-        for sop_class in sorted({item["sop_class"] for item in batch}):
+        # Each file goes in the transfer syntax it was written in (as a real modality's queue
+        # does): images acquired before a transfer-syntax change still go out after it.
+        syntax = {item["id"]: _file_syntax(item["path"], cfg) for item in batch}
+        for sop_class, ts in sorted({(i["sop_class"], syntax[i["id"]]) for i in batch}):
             ae.add_requested_context(sop_class, [ts])
         opened = associate(ae, cfg.destination, self._logger, f"C-STORE x{len(batch)}")
         if not opened.ok or opened.assoc is None:
@@ -92,14 +96,14 @@ class Sender:
             self._summary(batch, {})
             return
         assoc = opened.assoc
-        accepted = {cx.abstract_syntax for cx in assoc.accepted_contexts}
+        accepted = {(cx.abstract_syntax, cx.transfer_syntax[0]) for cx in assoc.accepted_contexts}
         outcomes: dict[int, str] = {}
         try:
             for item in batch:
                 if self._stop.is_set():
                     self._store.mark(item["id"], "pending", None, "", item["attempts"], 0)
                     continue
-                if item["sop_class"] not in accepted:
+                if (item["sop_class"], syntax[item["id"]]) not in accepted:
                     text = context_text(assoc.rejected_contexts, item["sop_class"])
                     self._failed(cfg, item, None, text)
                     outcomes[item["id"]] = text
@@ -164,3 +168,12 @@ class Sender:
             )
         else:
             self._logger.info("send batch: %d images sent", len(sent))
+
+
+def _file_syntax(path: str, cfg: ModalityConfig) -> str:
+    """The transfer syntax a queued file is encoded in (its File Meta, PS3.10 7.1); the
+    configured one when the file cannot be read (the send then reports the read error)."""
+    try:
+        return str(read_file_meta_info(path).TransferSyntaxUID)
+    except (OSError, ValueError, AttributeError, InvalidDicomError):
+        return cfg.acquisition.transfer_syntax

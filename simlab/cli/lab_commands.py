@@ -115,6 +115,9 @@ def status(
             {**st.entry.model_dump(mode="json"), "state": st.state, "detail": st.detail}
             for st in statuses
         ]
+        for row, st in zip(rows, statuses, strict=True):
+            if "links" in st.health:  # the department network: its links and their state
+                row["links"] = st.health["links"]
         typer.echo(json.dumps({"lab": lab, "state": the_lab.manifest.state, "nodes": rows}))
         return
     console.print(endpoint_table(lab, statuses))

@@ -136,6 +136,10 @@ class StorageSettings(StrictModel):
 
     quota_bytes: int | None = Field(default=None, ge=0)
     """Total bytes the archive may hold; a C-STORE beyond it gets 0xA700. None: no quota."""
+    path: str = ""
+    """Directory new objects are written to (the storage filesystem; relative to the config
+    file); '' means ``<data_dir>/objects``. Objects already archived stay where they were written:
+    the index remembers each object's storage directory, so changing this moves nothing."""
     duplicate_policy: Literal["overwrite", "keep", "reject"] = "overwrite"
     """What a second C-STORE of a known SOP Instance UID does: replace the object, keep the
     first one (answer Success, store nothing), or refuse it (0x0111 Duplicate SOP Instance)."""

@@ -45,6 +45,25 @@ def frame(message: bytes) -> bytes:
     return START_BLOCK + message + END_BLOCK + CARRIAGE_RETURN
 
 
+BROKEN_FRAMINGS = {
+    "no_end_block": lambda m: START_BLOCK + m,
+    "no_start_block": lambda m: m + END_BLOCK + CARRIAGE_RETURN,
+    "lf_end": lambda m: START_BLOCK + m + END_BLOCK + b"\n",
+}
+"""Framings a misconfigured sender produces (lab faults): the trailer missing (the receiver
+waits, the sender times out waiting for the ACK), the start block missing, 0x1C then LF."""
+
+
+def frame_as(message: bytes, framing: str = "mllp") -> bytes:
+    """Frame one message as `framing` says: `mllp`, or one of BROKEN_FRAMINGS."""
+    if framing == "mllp":
+        return frame(message)
+    try:
+        return BROKEN_FRAMINGS[framing](message)
+    except KeyError:
+        raise ValueError(f"unknown framing {framing!r}") from None
+
+
 def preview(data: bytes, limit: int = _PREVIEW_BYTES) -> str:
     """A short printable rendering of raw bytes for a log line (control bytes escaped)."""
     shown = repr(bytes(data[:limit]))
@@ -434,6 +453,7 @@ class MllpConnection:
         port: Receiver's MLLP port.
         timeout: Seconds to connect, and seconds to wait for each ACK.
         max_reply_bytes: Largest ACK accepted.
+        framing: `mllp`, or a broken framing of BROKEN_FRAMINGS (a misconfigured sender).
     """
 
     def __init__(
@@ -442,10 +462,13 @@ class MllpConnection:
         port: int,
         timeout: float = 10.0,
         max_reply_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        framing: str = "mllp",
     ) -> None:
+        frame_as(b"", framing)  # refuse an unknown framing now, not at the first send
         self.host = host
         self.port = port
         self.timeout = timeout
+        self.framing = framing
         self._decoder = FrameDecoder(max_reply_bytes)
         self._replies: list[bytes] = []
         self._sock: socket.socket | None = None
@@ -496,7 +519,7 @@ class MllpConnection:
         sock = self._sock
         assert sock is not None
         try:
-            sock.sendall(frame(message))
+            sock.sendall(frame_as(message, self.framing))
             return self._read_reply(sock)
         except MllpError:
             self.close()

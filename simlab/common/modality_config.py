@@ -8,6 +8,7 @@ AE the RIS does not schedule for) is a config change an administrator can find a
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -15,6 +16,23 @@ from pydantic import Field, model_validator
 from simlab.common.config import DicomSettings, NodeConfig, RemoteAe, StrictModel
 
 Profile = Literal["CT", "MR", "CR", "DX", "US"]
+CharacterSetMode = Literal["auto", "utf8_as_latin1", "latin1_as_utf8", "latin1_undeclared"]
+"""How a modality encodes text in its images; every mode but 'auto' is a misconfiguration."""
+
+TAG_OVERRIDE_KEYWORDS = (
+    "PatientID",
+    "IssuerOfPatientID",
+    "PatientName",
+    "PatientBirthDate",
+    "PatientSex",
+    "AccessionNumber",
+    "StudyInstanceUID",
+    "StudyID",
+    "StudyDescription",
+    "ReferringPhysicianName",
+)
+"""Attributes `acquisition.tag_overrides` may set: patient and study identification."""
+_UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))+$")
 
 EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
 IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
@@ -48,6 +66,17 @@ class AcquisitionSettings(StrictModel):
     """Transfer syntax the images are written and sent in (Explicit/Implicit VR LE, RLE)."""
     operator_name: str = "TECH^SIM"
     """Operators' Name (0008,1070) written into images and MPPS."""
+    tag_overrides: dict[str, str] = Field(default_factory=dict)
+    """Values written into every image instead of those from the worklist or the console,
+    by DICOM keyword ('' writes the attribute empty), as a field engineer's template or a service
+    setting does: e.g. {"PatientID": ""}. Only patient/study identification attributes
+    (`TAG_OVERRIDE_KEYWORDS`); the MPPS and the console keep the real values."""
+    character_set_mode: CharacterSetMode = "auto"
+    """How text in the images is encoded (PS3.5 6.1): 'auto' declares what it writes (nothing
+    for ASCII, ISO_IR 100 for Latin-1, ISO_IR 192 otherwise); 'utf8_as_latin1' declares
+    ISO_IR 100 but writes UTF-8 bytes (Müller reads MÃ¼ller); 'latin1_as_utf8' declares
+    ISO_IR 192 but writes Latin-1 bytes (not valid UTF-8); 'latin1_undeclared' writes Latin-1
+    bytes without a Specific Character Set (the default repertoire is ASCII only)."""
 
     @model_validator(mode="after")
     def _known_syntax(self) -> AcquisitionSettings:
@@ -56,6 +85,22 @@ class AcquisitionSettings(StrictModel):
                 f"transfer_syntax {self.transfer_syntax} is not one the modality can encode; "
                 f"use one of {', '.join(SENDABLE_TRANSFER_SYNTAXES)}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _known_overrides(self) -> AcquisitionSettings:
+        unknown = sorted(set(self.tag_overrides) - set(TAG_OVERRIDE_KEYWORDS))
+        if unknown:
+            raise ValueError(
+                f"tag_overrides: {', '.join(unknown)} cannot be overridden; "
+                f"use {', '.join(TAG_OVERRIDE_KEYWORDS)}"
+            )
+        uid = self.tag_overrides.get("StudyInstanceUID")
+        if uid is not None and not _UID_RE.match(uid):
+            raise ValueError(f"tag_overrides: StudyInstanceUID {uid!r} is not a valid UID")
+        for keyword, value in self.tag_overrides.items():
+            if len(value) > 64 or "\\" in value:
+                raise ValueError(f"tag_overrides: {keyword} value too long or has a backslash")
         return self
 
 

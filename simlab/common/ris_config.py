@@ -28,6 +28,39 @@ from simlab.common.uids import RIS_UID_ROOT
 _UID_ROOT_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 
 
+MllpFraming = Literal["mllp", "no_end_block", "no_start_block", "lf_end"]
+"""How outbound messages are framed: `mllp` is HL7 v2.5.1 Appendix C (0x0B message 0x1C 0x0D);
+the others are the broken framings a misconfigured interface produces (trailer missing, start
+block missing, 0x1C followed by LF), kept so a lab can show what a receiver does with them."""
+
+_MESSAGE_TYPE_RE = re.compile(r"^[A-Z][A-Z0-9]{2}(\^[A-Z0-9]{3})?$")
+_FIELD_RE = re.compile(r"^[A-Z][A-Z0-9]{2}-[1-9][0-9]{0,2}$")
+
+
+class FieldTransform(StrictModel):
+    """An interface-engine transform rule on one field of outbound messages (e.g. OBR-18).
+
+    Non-empty values of the field, in every segment of that name, become prefix + value +
+    suffix. Interfaces use such rules to meet a receiver's numbering; a wrong one silently
+    changes what the receiver stores (an accession that matches no study).
+    """
+
+    field: str
+    """Segment and field number, e.g. `OBR-18` (accession number)."""
+    prefix: str = Field(default="", max_length=16)
+    """Text put before the value."""
+    suffix: str = Field(default="", max_length=16)
+    """Text put after the value."""
+
+    @field_validator("field")
+    @classmethod
+    def _check_field(cls, value: str) -> str:
+        value = value.strip().upper()
+        if not _FIELD_RE.match(value) or value.startswith("MSH-"):
+            raise ValueError("field must be SEG-n (e.g. OBR-18), not an MSH field")
+        return value
+
+
 class Hl7Destination(StrictModel):
     """A receiver of the RIS's outbound HL7 (ADT and ORM), e.g. the PACS."""
 
@@ -45,6 +78,31 @@ class Hl7Destination(StrictModel):
     """Seconds to connect and to wait for each ACK."""
     enabled: bool = True
     """A disabled destination keeps queueing but sends nothing (an interface 'stopped')."""
+    message_types: list[str] | None = None
+    """Route filter: the message types sent here, as `ADT` or `ADT^A08` (MSH-9.1^MSH-9.2);
+    None sends everything. A message the filter excludes is kept in the queue as `filtered`
+    (never sent unless an administrator retries it), as interface engines do."""
+    transforms: list[FieldTransform] = Field(default_factory=list)
+    """Transform rules applied to each message queued for this destination."""
+    framing: MllpFraming = "mllp"
+    """MLLP framing of outbound messages; anything but `mllp` is a broken interface."""
+
+    @field_validator("message_types")
+    @classmethod
+    def _check_types(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        out = [v.strip().upper() for v in value]
+        for item in out:
+            if not _MESSAGE_TYPE_RE.match(item):
+                raise ValueError(f"message type {item!r} must be like ADT or ADT^A08")
+        return out
+
+    def routes(self, type_label: str) -> bool:
+        """True when the route filter lets a message of `type_label` (ADT^A08) through."""
+        if self.message_types is None:
+            return True
+        return type_label in self.message_types or type_label.split("^")[0] in self.message_types
 
 
 class QueueSettings(StrictModel):

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from simlab.common.admin_server import ApiError, Request, Route
 from simlab.common.config import NodeConfig, RemoteAe
+from simlab.common.dicom_association import Timeouts, verify
 from simlab.common.live_config import LiveConfigNode
 from simlab.common.node_logging import tail
 
@@ -141,3 +142,89 @@ def log_routes(node: LiveConfigNode[Any]) -> list[Route]:
         return {"lines": tail(node.log_file, lines, req.query.get("contains"))}
 
     return [Route("GET", "/log", log)]
+
+
+PeerTable = Callable[[Any], list[tuple[str, RemoteAe]]]
+"""Given a node's config, its DICOM peers as (name, entry); the name is a role ('destination')
+or the peer's AE title."""
+
+ECHO_TIMEOUT_MAX = 60.0
+
+
+def ae_table_peers(cfg: Any) -> list[tuple[str, RemoteAe]]:
+    """The peers of a node with an AE table (PACS, RIS, viewer), named by AE title."""
+    return [(ae.ae_title, ae) for ae in cfg.ae_table]
+
+
+def role_peers(*paths: str, ae_table: bool = False) -> PeerTable:
+    """Peers held in named config fields ('destination', 'retrieve.provider'), named by the
+    field's last part; unset (None) fields are skipped; optionally the AE table as well."""
+
+    def table(cfg: Any) -> list[tuple[str, RemoteAe]]:
+        out = []
+        for path in paths:
+            value: Any = cfg
+            for part in path.split("."):
+                value = getattr(value, part, None)
+            if isinstance(value, RemoteAe):
+                out.append((path.rsplit(".", 1)[-1], value))
+        return out + (ae_table_peers(cfg) if ae_table else [])
+
+    return table
+
+
+def dicom_echo_routes(node: LiveConfigNode[Any], peers: PeerTable = ae_table_peers) -> list[Route]:
+    """POST /dicom/echo {"ae_title": X[, "host", "port", "timeout"]}: the console's "Verify".
+
+    A real C-ECHO from this node with its own calling AE title to a configured peer, found by
+    AE title or by role name; with host and port given, to any AE. Answers {ok, status, text}
+    with the association's real codes (A-ASSOCIATE-RJ 1/1/7, "connection refused", "timeout").
+    """
+
+    def echo(req: Request) -> dict[str, Any]:
+        body = json_object(req)
+        wanted = str(body.get("ae_title") or "").strip()
+        if not wanted:
+            raise ApiError(422, "ae_title (a peer's AE title or role) is required")
+        try:
+            timeout = min(float(body.get("timeout", 10.0)), ECHO_TIMEOUT_MAX)
+        except (TypeError, ValueError):
+            raise ApiError(422, "timeout must be a number of seconds") from None
+        cfg = node.get_config()
+        table = peers(cfg)
+        if body.get("host") and body.get("port"):
+            peer = RemoteAe.model_validate(
+                {"ae_title": wanted, "host": body["host"], "port": body["port"]}
+            )
+        else:
+            found = [ae for name, ae in table if name == wanted] or [
+                ae for _name, ae in table if ae.ae_title == wanted
+            ]
+            if not found:
+                known = ", ".join(
+                    f"{name} ({ae.ae_title}@{ae.host}:{ae.port})"
+                    if name != ae.ae_title
+                    else f"{ae.ae_title}@{ae.host}:{ae.port}"
+                    for name, ae in table
+                )
+                raise ApiError(404, f"{wanted} is not a configured peer (peers: {known or 'none'})")
+            peer = found[0]
+        own = cfg.dicom.ae_title
+        outcome = verify(own, peer.host, peer.port, peer.ae_title, Timeouts.uniform(timeout))
+        node.logger.info(
+            "verify (C-ECHO) %s -> %s@%s:%d: %s",
+            own,
+            peer.ae_title,
+            peer.host,
+            peer.port,
+            outcome.text,
+        )
+        return {
+            **outcome.as_dict(),
+            "calling_ae": own,
+            "called_ae": peer.ae_title,
+            "host": peer.host,
+            "port": peer.port,
+        }
+
+    return [Route("POST", "/dicom/echo", echo)]

@@ -14,6 +14,7 @@ import shutil
 import signal
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -243,19 +244,21 @@ class Lab:
         self._save()
 
     def down(self) -> list[str]:
-        """Stop every node (SIGTERM, grace, SIGKILL); returns the ids of nodes stopped."""
+        """Stop every node (SIGTERM, grace, SIGKILL), all at once; returns the ids stopped."""
         self.manifest.state = "stopping"
         self._save()
-        stopped = []
-        for entry in reversed(self.manifest.nodes):
-            if entry.pid and self.node_running(entry):
-                stop_process(entry.pid)
-                stopped.append(entry.node_id)
-                self.events.append("node_stopped", node=entry.node_id, pid=entry.pid)
+        running = [e for e in reversed(self.manifest.nodes) if e.pid and self.node_running(e)]
+        if running:
+            with ThreadPoolExecutor(max_workers=len(running)) as pool:
+                list(pool.map(lambda e: stop_process(e.pid or 0), running))
+        for entry in running:
+            self.events.append("node_stopped", node=entry.node_id, pid=entry.pid)
+        for entry in self.manifest.nodes:
             entry.pid = None
         self._procs.clear()
         self.manifest.state = "down"
         self._save()
+        stopped = [e.node_id for e in running]
         self.events.append("lab_down", stopped=stopped)
         return stopped
 

@@ -2,6 +2,9 @@
 
 The default department: PACS, RIS, one CT, MR, CR and US modality, and a reading workstation,
 with the administrator's workstation (where DCMTK runs) known to the PACS, RIS and viewer.
+The nodes talk to each other through the department network (node `net`, a TCP fault proxy):
+every peer is configured with a link's port on the proxy, which forwards to the real service.
+The administrator's workstation still reaches every node directly.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from simlab.common.config import (
     save_config,
 )
 from simlab.common.modality_config import ModalityConfig
+from simlab.common.proxy_config import Link, ProxyConfig
 from simlab.common.ris_config import Hl7Destination, RisConfig
 from simlab.common.viewer_config import VIEWER_AE_TITLE, viewer_config
 
@@ -98,6 +102,23 @@ DEPARTMENT_MODALITIES = (
 )
 RIS_AE_TITLE = "SIMLAB_RIS"
 VIEWER_NODE = "viewer"
+NETWORK_NODE = "net"
+"""The department network node: the TCP fault proxy every inter-node link goes through."""
+
+
+def link_name(client: str, service: str, protocol: str = "") -> str:
+    """A link's name reads as an arrow: 'ct-1->pacs', 'ris->pacs:hl7'."""
+    return f"{client}->{service}" + (f":{protocol}" if protocol else "")
+
+
+def network_config(*, admin_port: int, links: list[Link]) -> ProxyConfig:
+    """The department network node with its links (no toxics: a healthy network)."""
+    return ProxyConfig(
+        node_id=NETWORK_NODE,
+        display_name="Department network",
+        admin=AdminSettings(port=admin_port),
+        links=links,
+    )
 
 
 def default_department(allocate: Callable[[int], list[int]]) -> list[NodeSpec]:
@@ -112,6 +133,32 @@ def default_department(allocate: Callable[[int], list[int]]) -> list[NodeSpec]:
     ris_dicom, ris_hl7, ris_admin = allocate(3)
     viewer_dicom, viewer_admin = allocate(2)
     modality_ports = {m.node_id: allocate(2) for m in DEPARTMENT_MODALITIES}
+    (net_admin,) = allocate(1)
+    links: list[Link] = []
+
+    def via_net(client: str, service: str, port: int, description: str, protocol: str = "") -> int:
+        """Add a link client -> service to the department network; returns its listen port."""
+        (listen,) = allocate(1)
+        links.append(
+            Link(
+                name=link_name(client, service, protocol),
+                listen_port=listen,
+                upstream_port=port,
+                description=description,
+            )
+        )
+        return listen
+
+    modality_links = {
+        m.node_id: (
+            via_net(m.node_id, "pacs", pacs_dicom, f"{m.display_name} -> PACS (DICOM store)"),
+            via_net(m.node_id, "ris", ris_dicom, f"{m.display_name} -> RIS (MWL, MPPS)"),
+        )
+        for m in DEPARTMENT_MODALITIES
+    }
+    ris_to_pacs = via_net("ris", "pacs", pacs_hl7, "RIS -> PACS (HL7 ADT/ORM over MLLP)", "hl7")
+    pacs_to_viewer = via_net("pacs", VIEWER_NODE, viewer_dicom, "PACS -> viewer (C-MOVE)")
+    viewer_to_pacs = via_net(VIEWER_NODE, "pacs", pacs_dicom, "Viewer -> PACS (Q/R)")
     admin_ws = RemoteAe(
         ae_title=ADMIN_WORKSTATION_AE,
         host="127.0.0.1",
@@ -137,17 +184,28 @@ def default_department(allocate: Callable[[int], list[int]]) -> list[NodeSpec]:
             RemoteAe(
                 ae_title=VIEWER_AE_TITLE,
                 host="127.0.0.1",
-                port=viewer_dicom,
-                description="Reading workstation",
+                port=pacs_to_viewer,
+                description="Reading workstation (via the department network)",
             ),
         ],
     )
-    pacs_ae = RemoteAe(
-        ae_title=pacs.dicom.ae_title, host="127.0.0.1", port=pacs_dicom, description="PACS"
-    )
-    ris_ae = RemoteAe(
-        ae_title=RIS_AE_TITLE, host="127.0.0.1", port=ris_dicom, description="RIS (MWL, MPPS)"
-    )
+
+    def pacs_ae(node_id: str) -> RemoteAe:
+        return RemoteAe(
+            ae_title=pacs.dicom.ae_title,
+            host="127.0.0.1",
+            port=modality_links[node_id][0],
+            description="PACS (via the department network)",
+        )
+
+    def ris_ae(node_id: str) -> RemoteAe:
+        return RemoteAe(
+            ae_title=RIS_AE_TITLE,
+            host="127.0.0.1",
+            port=modality_links[node_id][1],
+            description="RIS (MWL, MPPS; via the department network)",
+        )
+
     ris = RisConfig(
         node_id="ris",
         display_name="RIS (Order Filler / DSS)",
@@ -158,14 +216,16 @@ def default_department(allocate: Callable[[int], list[int]]) -> list[NodeSpec]:
         destinations=[
             Hl7Destination(
                 name="pacs",
-                port=pacs_hl7,
+                port=ris_to_pacs,
                 application=pacs.hl7.application,
                 facility=pacs.hl7.facility,
             )
         ],
         modality_stations={m.profile: m.ae_title for m in DEPARTMENT_MODALITIES},
     )
-    viewer = viewer_config(dicom_port=viewer_dicom, admin_port=viewer_admin, pacs_port=pacs_dicom)
+    viewer = viewer_config(
+        dicom_port=viewer_dicom, admin_port=viewer_admin, pacs_port=viewer_to_pacs
+    )
     viewer = viewer.model_copy(update={"ae_table": [*viewer.ae_table, admin_ws]})
     modalities = [
         ModalityConfig(
@@ -175,9 +235,9 @@ def default_department(allocate: Callable[[int], list[int]]) -> list[NodeSpec]:
             station_name=m.station_name,
             admin=AdminSettings(port=modality_ports[m.node_id][1]),
             dicom=DicomSettings(ae_title=m.ae_title, port=modality_ports[m.node_id][0]),
-            destination=pacs_ae,
-            mwl=ris_ae,
-            mpps=ris_ae,
+            destination=pacs_ae(m.node_id),
+            mwl=ris_ae(m.node_id),
+            mpps=ris_ae(m.node_id),
         )
         for m in DEPARTMENT_MODALITIES
     ]
@@ -186,4 +246,7 @@ def default_department(allocate: Callable[[int], list[int]]) -> list[NodeSpec]:
         NodeSpec(module="simlab.nodes.ris", config=ris),
         NodeSpec(module="simlab.nodes.viewer", config=viewer),
         *(NodeSpec(module="fake_modalities.node", config=m) for m in modalities),
+        NodeSpec(
+            module="simlab.nodes.proxy", config=network_config(admin_port=net_admin, links=links)
+        ),
     ]

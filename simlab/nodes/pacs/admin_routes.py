@@ -1,7 +1,8 @@
 """The PACS admin API: the vendor console that the TUI, `simlab admin`, faults and scoring use.
 
 Health, config, reload, AE table and log are the routes every node shares
-(simlab/common/standard_routes.py); these are the PACS's own: studies, patients, orders, HL7.
+(simlab/common/standard_routes.py); these are the PACS's own: studies (list, detail, edit, split,
+migrate to another storage directory, delete), patients, orders, HL7.
 """
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ from simlab.common.admin_server import ApiError, Request, Route
 from simlab.common.standard_routes import (
     ae_table_routes,
     config_routes,
+    dicom_echo_routes,
     health_routes,
+    json_object,
     log_routes,
 )
+from simlab.nodes.pacs import migration, study_edit
 
 if TYPE_CHECKING:
     from simlab.nodes.pacs.node import PacsNode
@@ -54,6 +58,66 @@ def build_routes(node: PacsNode) -> list[Route]:
         node.logger.info("study %s deleted by admin (%d instances)", uid, removed)
         return {"deleted": uid, "instances": removed}
 
+    def patch_study(req: Request) -> dict[str, Any]:
+        return _edit(req, split=False)
+
+    def split_study(req: Request) -> dict[str, Any]:
+        return _edit(req, split=True)
+
+    def _edit(req: Request, *, split: bool) -> dict[str, Any]:
+        uid = req.params["uid"]
+        body = json_object(req, required=True)
+        series = body.pop("series", None) if split else None
+        if split and (not isinstance(series, list) or not all(isinstance(s, str) for s in series)):
+            raise ApiError(400, "series must be a list of Series Instance UIDs to split off")
+        try:
+            changes = study_edit.validate_changes(body)
+            if not changes and not split:
+                raise study_edit.StudyEditError(
+                    f"nothing to change; editable: {', '.join(study_edit.EDITABLE)}"
+                )
+            result = study_edit.edit_study(node.archive, uid, changes, series_uids=series)
+        except KeyError:
+            raise ApiError(404, f"no study {uid}") from None
+        except study_edit.StudyEditError as exc:
+            raise ApiError(400, str(exc)) from None
+        except OSError as exc:
+            node.logger.error("study %s: edit failed: %s", uid, exc)
+            raise ApiError(500, f"cannot rewrite the study's files: {exc}") from None
+        node.logger.info(
+            "study %s %s by admin (%d instances): %s%s",
+            uid,
+            "split" if split else "edited",
+            result["instances"],
+            ", ".join(f"{k}={v!r}" for k, v in changes.items()) or "no attribute changed",
+            f"; new study {result['study_uid']}" if split else "",
+        )
+        detail = node.archive.index.study_detail(result["study_uid"])
+        return {**result, "study": detail}
+
+    def migrate(req: Request) -> dict[str, Any]:
+        uid = req.params["uid"]
+        storage = json_object(req, required=True).get("storage")
+        if not isinstance(storage, str):
+            raise ApiError(400, 'give "storage": a storage directory path ("" for the default)')
+        try:
+            result = migration.migrate_study(node.archive, uid, storage)
+        except KeyError:
+            raise ApiError(404, f"no study {uid}") from None
+        except migration.MigrationError as exc:
+            raise ApiError(400, str(exc)) from None
+        except OSError as exc:
+            node.logger.error("study %s: migration to %s failed: %s", uid, storage, exc)
+            raise ApiError(500, f"migration failed: {exc}") from None
+        node.logger.info(
+            "study %s migrated to %s by admin (%d of %d instances moved)",
+            uid,
+            result["storage"],
+            result["moved"],
+            result["instances"],
+        )
+        return result
+
     def patients(req: Request) -> list[dict[str, Any]]:
         return node.archive.index.list_patients(limit=req.query_int("limit", 100, 1, 10_000))
 
@@ -73,9 +137,13 @@ def build_routes(node: PacsNode) -> list[Route]:
         *health_routes(node, health_details),
         *config_routes(node),
         *ae_table_routes(node),
+        *dicom_echo_routes(node),
         *log_routes(node),
         Route("GET", "/studies", studies),
         Route("GET", "/studies/{uid}", study),
+        Route("PATCH", "/studies/{uid}", patch_study),
+        Route("POST", "/studies/{uid}/split", split_study),
+        Route("POST", "/studies/{uid}/migrate", migrate),
         Route("DELETE", "/studies/{uid}", delete_study),
         Route("GET", "/patients", patients),
         Route("GET", "/orders", orders),

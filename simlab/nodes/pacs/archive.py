@@ -9,6 +9,10 @@ What a C-STORE does here, in order (nothing is answered Success before the objec
    flush, fsync;
 4. rename into ``data/objects/ab/cd/<sha256(SOP Instance UID)>.dcm`` (the name never comes from
    the untrusted UID, see `safe_paths`), fsync the directory;
+
+   ``storage.path`` moves where new objects go (another filesystem: the temp file is written in
+   ``<path>/.incoming`` so the rename never crosses filesystems); each index row remembers its
+   storage directory, so objects written before stay readable where they are;
 5. write the index row; only then Success.
 
 A full disk (ENOSPC, EDQUOT, EFBIG, or SQLite's "database or disk is full") answers 0xA700 like a
@@ -294,12 +298,26 @@ def file_meta_bytes(
 
 
 class Archive:
-    """Object files under ``data/objects`` and their index ``data/index.sqlite``."""
+    """Object files under ``data/objects`` (or ``storage.path``) and their index
+    ``data/index.sqlite``.
+
+    Args:
+        data_dir: the node's data directory.
+        get_config: the config in force.
+        logger: the node log.
+        config_dir: what a relative ``storage.path`` is relative to (the config file's
+            directory); the data directory's parent when not given.
+    """
 
     def __init__(
-        self, data_dir: Path, get_config: Callable[[], PacsConfig], logger: logging.Logger
+        self,
+        data_dir: Path,
+        get_config: Callable[[], PacsConfig],
+        logger: logging.Logger,
+        config_dir: Path | None = None,
     ) -> None:
         self.data_dir = data_dir
+        self.config_dir = config_dir if config_dir is not None else data_dir.parent
         self.objects_dir = data_dir / "objects"
         self.tmp_dir = data_dir / "tmp"
         self.quarantine_dir = data_dir / "quarantine"
@@ -325,20 +343,79 @@ class Archive:
     def close(self) -> None:
         self.index.close()
 
+    # -- storage directories ---------------------------------------------------------------------
+
+    def write_root(self) -> str:
+        """The index's name of the storage directory new objects go to ('' for the default)."""
+        return self.root_key(self._get_config().storage.path)
+
+    def root_key(self, configured: str) -> str:
+        """The index's name of a storage directory given as in the config ('' for the default;
+        otherwise its absolute path, relative ones resolved against the config directory)."""
+        if not configured.strip():
+            return ""
+        path = Path(configured.strip())
+        resolved = (path if path.is_absolute() else self.config_dir / path).resolve()
+        return "" if resolved == self.objects_dir.resolve() else str(resolved)
+
+    def storage_dirs(self) -> list[dict[str, Any]]:
+        """Every storage directory that holds objects or takes new ones, with its state: a
+        directory that is missing or empty while the index says it holds objects is offline
+        (an unmounted or failed volume)."""
+        usage = self.index.usage_by_root()
+        write_root = self.write_root()
+        out = []
+        for root in sorted(set(usage) | {"", write_root}):
+            base = self.root_dir(root)
+            try:
+                online = base.is_dir() and (usage.get(root, (0, 0))[0] == 0 or any(base.iterdir()))
+            except OSError:
+                online = False
+            count, size = usage.get(root, (0, 0))
+            out.append(
+                {
+                    "path": str(base),
+                    "writes_here": root == write_root,
+                    "instances": count,
+                    "bytes": size,
+                    "online": online,
+                }
+            )
+        return out
+
+    def root_dir(self, root: str) -> Path:
+        """The directory of a storage directory name from the index."""
+        return Path(root) if root else self.objects_dir
+
+    def _tmp_dir_of(self, root: str) -> Path:
+        return self.root_dir(root) / ".incoming" if root else self.tmp_dir
+
+    def path_of(self, row: dict[str, Any]) -> Path:
+        """The file of an index row (never outside its storage directory)."""
+        base = self.root_dir(row.get("root") or "")
+        return ensure_inside(base, base / row["path"])
+
     def _recover(self) -> None:
-        stale = [p for p in self.tmp_dir.iterdir() if p.is_file()]
-        for path in stale:
-            path.unlink(missing_ok=True)
-        if stale:
-            self._logger.warning("recovery: removed %d unfinished temp file(s)", len(stale))
-        on_disk: set[str] = set()
-        for root, _dirs, files in os.walk(self.objects_dir):
-            for name in files:
-                full = Path(root) / name
-                if name.endswith(".dcm"):
-                    on_disk.add(full.relative_to(self.objects_dir).as_posix())
+        roots = [""] + ([self.write_root()] if self.write_root() else [])
+        walked: set[str] = set()
+        on_disk: set[tuple[str, str]] = set()
+        for root in roots:
+            tmp_dir, base = self._tmp_dir_of(root), self.root_dir(root)
+            if not base.is_dir():
+                continue  # an unmounted storage filesystem: its rows stay, its files are away
+            walked.add(root)
+            stale = [p for p in tmp_dir.iterdir() if p.is_file()] if tmp_dir.is_dir() else []
+            for path in stale:
+                path.unlink(missing_ok=True)
+            if stale:
+                self._logger.warning("recovery: removed %d unfinished temp file(s)", len(stale))
+            for dirpath, _dirs, files in os.walk(base):
+                for name in files:
+                    if name.endswith(".dcm"):
+                        rel = (Path(dirpath) / name).relative_to(base).as_posix()
+                        on_disk.add((root, rel))
         indexed = self.index.instance_paths()
-        gone = [uid for path, uid in indexed.items() if path not in on_disk]
+        gone = [uid for key, uid in indexed.items() if key[0] in walked and key not in on_disk]
         if gone:
             self.index.remove_instances(gone)
             for uid in gone:
@@ -347,8 +424,8 @@ class Archive:
                 )
         orphans = sorted(on_disk - set(indexed))
         reindexed = 0
-        for rel in orphans:
-            if self._reindex(self.objects_dir / rel):
+        for root, rel in orphans:
+            if self._reindex(self.root_dir(root) / rel, root):
                 reindexed += 1
         if orphans:
             self._logger.warning(
@@ -357,7 +434,7 @@ class Archive:
                 reindexed,
             )
 
-    def _reindex(self, path: Path) -> bool:
+    def _reindex(self, path: Path, root: str = "") -> bool:
         try:
             ds = dcmread(path, stop_before_pixels=True)
             meta = ds.file_meta
@@ -373,7 +450,8 @@ class Archive:
             os.replace(path, target)
             self._logger.error("recovery: unreadable object %s moved to %s: %s", path, target, exc)
             return False
-        canonical = fanned_path(self.objects_dir, sop_uid, ".dcm")
+        base = self.root_dir(root)
+        canonical = fanned_path(base, sop_uid, ".dcm")
         if path != canonical:
             if canonical.exists():
                 self._logger.warning(
@@ -382,10 +460,11 @@ class Archive:
                 return False
             canonical.parent.mkdir(parents=True, exist_ok=True)
             os.replace(path, canonical)
-        rel = canonical.relative_to(self.objects_dir).as_posix()
+        rel = canonical.relative_to(base).as_posix()
         record = record_from_header(
             header, transfer_syntax=ts, path=rel, size=canonical.stat().st_size, calling_ae=ae
         )
+        record.root = root
         record.received_at = canonical.stat().st_mtime
         self.index.add_instance(record)
         return True
@@ -482,22 +561,29 @@ class Archive:
         calling_ae: str,
     ) -> tuple[int, str]:
         sop_uid = header.text("SOPInstanceUID")
-        final = fanned_path(self.objects_dir, sop_uid, ".dcm")  # never a name from the UID
-        tmp = self.tmp_dir / f"{uuid.uuid4().hex}.part"
+        root = self.write_root()
+        base = self.root_dir(root)
+        final = fanned_path(base, sop_uid, ".dcm")  # never a name from the UID
+        tmp_dir = self._tmp_dir_of(root)
+        tmp = tmp_dir / f"{uuid.uuid4().hex}.part"
         renamed = False
         try:
+            if root:  # another filesystem: its own temp directory, checked on every store
+                if not base.is_dir():  # an unmounted or removed storage filesystem
+                    raise FileNotFoundError(errno.ENOENT, "storage directory not found", str(base))
+                tmp_dir.mkdir(exist_ok=True)
             with open(tmp, "xb") as fh:
                 fh.write(_PREAMBLE)
                 fh.write(meta)
                 fh.write(dataset_bytes)
                 fh.flush()
                 os.fsync(fh.fileno())
-            self._ensure_dir(final.parent)
+            self._ensure_dir(final.parent, base)
             try:
                 os.replace(tmp, final)
             except FileNotFoundError:  # a directory removed under us (by hand or a fault)
                 self._known_dirs.clear()
-                self._ensure_dir(final.parent)
+                self._ensure_dir(final.parent, base)
                 os.replace(tmp, final)
             renamed = True
             _fsync_dir(final.parent)
@@ -508,17 +594,18 @@ class Archive:
             if exc.errno in _OUT_OF_SPACE_ERRNOS:
                 return (
                     Status.OUT_OF_RESOURCES,
-                    f"disk full: {os.strerror(exc.errno or 0)} writing the object",
+                    f"disk full: {os.strerror(exc.errno or 0)} writing the object to {base}",
                 )
             return Status.PROCESSING_FAILURE, f"cannot write the object: {exc}"
 
         record = record_from_header(
             header,
             transfer_syntax=transfer_syntax,
-            path=final.relative_to(self.objects_dir).as_posix(),
+            path=final.relative_to(base).as_posix(),
             size=size,
             calling_ae=calling_ae,
         )
+        record.root = root
         try:
             result = self.index.add_instance(record)
         except sqlite3.Error as exc:
@@ -576,19 +663,20 @@ class Archive:
         if created:
             _fsync_dir(self.objects_dir)
 
-    def _ensure_dir(self, directory: Path) -> None:
-        """Create a fan-out directory (and its parent) durably: the new entry is fsynced in its
-        parent, so a renamed object can never sit in a directory a crash forgets."""
+    def _ensure_dir(self, directory: Path, base: Path) -> None:
+        """Create a fan-out directory (and its parent, up to the storage directory `base`)
+        durably: the new entry is fsynced in its parent, so a renamed object can never sit in a
+        directory a crash forgets."""
         if directory in self._known_dirs:
             return
-        if directory != self.objects_dir:
+        if directory != base:
             try:
                 os.mkdir(directory)
             except FileExistsError:
                 pass
             except FileNotFoundError:  # the parent is gone (removed by hand or a fault)
                 self._known_dirs.discard(directory.parent)
-                self._ensure_dir(directory.parent)
+                self._ensure_dir(directory.parent, base)
                 with contextlib.suppress(FileExistsError):
                     os.mkdir(directory)
                 _fsync_dir(directory.parent)
@@ -603,7 +691,7 @@ class Archive:
         row = self.index.instance(sop_instance_uid)
         if row is None:
             return None
-        path = self.objects_dir / row["path"]
+        path = self.path_of(row)
         return path if path.is_file() else None
 
     def read_for_retrieve(self, row: dict[str, Any]) -> Dataset:
@@ -612,7 +700,7 @@ class Archive:
         Pixel data stays the raw bytes of the file. Patient attributes are coerced to the index
         (after an ADT update or merge the retrieved object carries the current demographics).
         """
-        ds = dcmread(ensure_inside(self.objects_dir, self.objects_dir / row["path"]))
+        ds = dcmread(self.path_of(row))
         coerced = {
             "PatientID": row["patient_id"],
             "PatientName": row["patient_name"],
@@ -633,27 +721,33 @@ class Archive:
         rows = self.index.study_instances(study_uid)
         freed = 0
         for row in rows:
-            path = self.objects_dir / row["path"]
             try:
-                ensure_inside(self.objects_dir, path).unlink(missing_ok=True)
+                self.path_of(row).unlink(missing_ok=True)
             except (OSError, ValueError) as exc:
-                self._logger.error("cannot remove %s: %s", path, exc)
+                self._logger.error("cannot remove %s: %s", row["path"], exc)
             freed += int(row["size"])
         with self._space_lock:
             self._bytes_stored -= freed
         self.index.delete_study(study_uid)
         return len(rows)
 
+    def adjust_stored(self, delta: int) -> None:
+        """Account for objects that grew or shrank in place (an administrator's study edit)."""
+        with self._space_lock:
+            self._bytes_stored += delta
+
     def stats(self) -> dict[str, Any]:
         """Counts, bytes stored, quota and free disk space."""
         out: dict[str, Any] = dict(self.index.counts())
         out["bytes_stored"] = self._bytes_stored
         out["quota_bytes"] = self._get_config().storage.quota_bytes
+        write_dir = self.root_dir(self.write_root())
         try:
-            out["disk_free_bytes"] = shutil.disk_usage(self.data_dir).free
+            out["disk_free_bytes"] = shutil.disk_usage(write_dir).free
         except OSError:
             out["disk_free_bytes"] = None
-        out["objects_dir"] = str(self.objects_dir)
+        out["objects_dir"] = str(write_dir)
+        out["storage_dirs"] = self.storage_dirs()
         return out
 
     @staticmethod

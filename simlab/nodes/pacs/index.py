@@ -10,9 +10,10 @@ administrator needs to see a data fault:
 * ``studies``: Study Instance UID, date, time, accession, study ID, description, referring
   physician, modalities in study; a study belongs to the patient it first arrived with;
 * ``series``: Series Instance UID, modality, number, description, body part, station;
-* ``instances``: SOP Instance/Class UID, number, transfer syntax, file (relative to the objects
-  directory), size, when and from which AE it arrived, and the Patient ID / Patient's Name found
-  in the file itself, so a study that mixes two patients shows up.
+* ``instances``: SOP Instance/Class UID, number, transfer syntax, file (its storage directory,
+  '' for the default ``data/objects``, and the path relative to it), size, when and from which
+  AE it arrived, and the Patient ID / Patient's Name found in the file itself, so a study that
+  mixes two patients shows up.
 
 Query/Retrieve asks `search` with one `Matcher` per key: the matchers narrow the rows in SQL
 (a superset) and each row is then confirmed in Python (PS3.4 C.2.2.2 is the rule).
@@ -82,6 +83,7 @@ CREATE TABLE IF NOT EXISTS instances (
     sop_class         TEXT NOT NULL,
     number            TEXT NOT NULL DEFAULT '',
     transfer_syntax   TEXT NOT NULL,
+    root              TEXT NOT NULL DEFAULT '',
     path              TEXT NOT NULL UNIQUE,
     size              INTEGER NOT NULL,
     received_at       REAL NOT NULL,
@@ -129,6 +131,34 @@ QUERY_ATTRIBUTES: dict[str, Column] = {
 }
 """The attributes the index can match on and return, by DICOM keyword."""
 
+PATIENT_EDIT_FIELDS: dict[str, str] = {
+    "PatientID": "patient_id",
+    "IssuerOfPatientID": "issuer",
+    "PatientName": "name",
+    "PatientBirthDate": "birth_date",
+    "PatientSex": "sex",
+}
+"""Patient attributes a study edit may set (keyword -> patients column)."""
+STUDY_EDIT_FIELDS: dict[str, str] = {
+    "AccessionNumber": "accession",
+    "StudyID": "study_id",
+    "StudyDescription": "description",
+    "ReferringPhysicianName": "referring_physician",
+    "StudyDate": "study_date",
+    "StudyTime": "study_time",
+}
+"""Study attributes a study edit may set (keyword -> studies column)."""
+_STUDY_COLUMNS = (
+    "study_uid",
+    "study_date",
+    "study_time",
+    "accession",
+    "study_id",
+    "description",
+    "referring_physician",
+    "modalities",
+)
+
 _UNIT_SEPARATOR = "\x1f"
 """Joins Patient IDs in one SQL value (char(31)): a Patient ID may contain commas."""
 _LEVEL_PK = {"PATIENT": "p.pk", "STUDY": "st.pk", "SERIES": "se.pk", "IMAGE": "i.pk"}
@@ -156,8 +186,10 @@ class InstanceRecord:
     sop_class_uid: str
     transfer_syntax: str
     path: str
-    """File path relative to the objects directory."""
+    """File path relative to its storage directory."""
     size: int
+    root: str = ""
+    """The storage directory the file was written to ('' is the default ``data/objects``)."""
     calling_ae: str = ""
     received_at: float = field(default_factory=time.time)
     instance_number: str = ""
@@ -213,6 +245,14 @@ class Index(SqliteDatabase):
             foreign_keys=True,
             what="the index",
         )
+
+    def open(self) -> None:
+        """Open the database; an index made before storage directories existed gains the column."""
+        super().open()
+        with self._lock:
+            columns = {r[1] for r in self.conn.execute("PRAGMA table_info(instances)")}
+            if "root" not in columns:
+                self.conn.execute("ALTER TABLE instances ADD COLUMN root TEXT NOT NULL DEFAULT ''")
 
     def _query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
@@ -307,12 +347,13 @@ class Index(SqliteDatabase):
                 rec.calling_ae,
                 rec.patient_id,
                 rec.patient_name,
+                rec.root,
             )
             if old is None:
                 conn.execute(
                     "INSERT INTO instances (series_fk, sop_class, number, transfer_syntax, path, "
-                    "size, received_at, calling_ae, file_patient_id, file_patient_name, sop_uid) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    "size, received_at, calling_ae, file_patient_id, file_patient_name, root, "
+                    "sop_uid) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                     (*values, rec.sop_instance_uid),
                 )
             else:
@@ -320,7 +361,7 @@ class Index(SqliteDatabase):
                 conn.execute(
                     "UPDATE instances SET series_fk=?, sop_class=?, number=?, transfer_syntax=?, "
                     "path=?, size=?, received_at=?, calling_ae=?, file_patient_id=?, "
-                    "file_patient_name=? WHERE sop_uid=?",
+                    "file_patient_name=?, root=? WHERE sop_uid=?",
                     (*values, rec.sop_instance_uid),
                 )
                 if old["series_fk"] != series_pk:
@@ -425,16 +466,17 @@ class Index(SqliteDatabase):
         return removed
 
     def study_instances(self, study_uid: str) -> list[dict[str, Any]]:
-        """The instances of a study (sop_uid, path, size)."""
+        """The instances of a study (sop_uid, series_uid, root, path, size)."""
         rows = self._query(
-            "SELECT i.sop_uid, i.path, i.size FROM instances i JOIN series se "
-            "ON i.series_fk = se.pk JOIN studies st ON se.study_fk = st.pk WHERE st.study_uid = ?",
+            "SELECT i.sop_uid, se.series_uid, i.root, i.path, i.size FROM instances i "
+            "JOIN series se ON i.series_fk = se.pk JOIN studies st ON se.study_fk = st.pk "
+            "WHERE st.study_uid = ?",
             (study_uid,),
         )
         return [dict(r) for r in rows]
 
     def delete_study(self, study_uid: str) -> list[dict[str, Any]]:
-        """Delete a study's rows; returns its instances (sop_uid, path, size) for file removal."""
+        """Delete a study's rows; returns its instances (sop_uid, root, path, size)."""
         with self.transaction() as conn:
             study = conn.execute(
                 "SELECT pk FROM studies WHERE study_uid = ?", (study_uid,)
@@ -442,7 +484,7 @@ class Index(SqliteDatabase):
             if study is None:
                 return []
             rows = conn.execute(
-                "SELECT i.sop_uid, i.path, i.size FROM instances i "
+                "SELECT i.sop_uid, i.root, i.path, i.size FROM instances i "
                 "JOIN series se ON i.series_fk = se.pk WHERE se.study_fk = ?",
                 (study["pk"],),
             ).fetchall()
@@ -460,7 +502,7 @@ class Index(SqliteDatabase):
     def instance(self, sop_uid: str) -> dict[str, Any] | None:
         """The row of one instance with its series, study and patient, or None."""
         rows = self._query(
-            "SELECT i.sop_uid, i.sop_class, i.number, i.transfer_syntax, i.path, i.size, "
+            "SELECT i.sop_uid, i.sop_class, i.number, i.transfer_syntax, i.root, i.path, i.size, "
             "i.received_at, i.calling_ae, i.file_patient_id, i.file_patient_name, "
             "se.series_uid, st.study_uid, p.patient_id, p.issuer, p.name AS patient_name, "
             "p.birth_date, p.sex FROM instances i JOIN series se ON i.series_fk = se.pk "
@@ -476,9 +518,24 @@ class Index(SqliteDatabase):
         rows = self._query("SELECT size FROM instances WHERE sop_uid = ?", (sop_uid,))
         return int(rows[0][0]) if rows else None
 
-    def instance_paths(self) -> dict[str, str]:
-        """Every indexed file path (relative) and its SOP Instance UID."""
-        return {r["path"]: r["sop_uid"] for r in self._query("SELECT path, sop_uid FROM instances")}
+    def instance_paths(self) -> dict[tuple[str, str], str]:
+        """Every indexed file, as (storage directory, relative path), and its SOP Instance UID."""
+        rows = self._query("SELECT root, path, sop_uid FROM instances")
+        return {(r["root"], r["path"]): r["sop_uid"] for r in rows}
+
+    def usage_by_root(self) -> dict[str, tuple[int, int]]:
+        """Instances and bytes per storage directory ('' is the default)."""
+        rows = self._query(
+            "SELECT root, COUNT(*), COALESCE(SUM(size), 0) FROM instances GROUP BY root"
+        )
+        return {r[0]: (int(r[1]), int(r[2])) for r in rows}
+
+    def set_location(self, sop_uid: str, root: str, path: str) -> None:
+        """Record that an instance's file now lives in storage directory `root` at `path`."""
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE instances SET root = ?, path = ? WHERE sop_uid = ?", (root, path, sop_uid)
+            )
 
     def total_bytes(self) -> int:
         return int(self._query("SELECT COALESCE(SUM(size), 0) FROM instances")[0][0])
@@ -512,7 +569,11 @@ class Index(SqliteDatabase):
         select = [f"{col.sql} AS {kw}" for kw, col in columns]
         select.append(f"{_LEVEL_PK[level]} AS _pk")
         if level == "IMAGE":
-            select += ["i.path AS _path", "i.transfer_syntax AS _transfer_syntax"]
+            select += [
+                "i.root AS _root",
+                "i.path AS _path",
+                "i.transfer_syntax AS _transfer_syntax",
+            ]
         where: list[str] = []
         params: list[Any] = []
         for kw, matcher in keys.items():
@@ -584,7 +645,7 @@ class Index(SqliteDatabase):
         for chunk in _chunks(pks, 500):
             marks = ",".join("?" * len(chunk))
             sql = (
-                "SELECT i.sop_uid, i.sop_class, i.transfer_syntax, i.path, i.size, "  # noqa: S608
+                "SELECT i.sop_uid, i.sop_class, i.transfer_syntax, i.root, i.path, i.size, "  # noqa: S608
                 "p.patient_id, p.issuer, p.name AS patient_name, p.birth_date, p.sex "
                 f"FROM {_LEVEL_FROM['IMAGE']} WHERE {column} IN ({marks}) "
                 f"ORDER BY st.pk, {_LEVEL_ORDER['IMAGE']}"
@@ -690,6 +751,118 @@ class Index(SqliteDatabase):
                 ).rowcount
                 conn.execute("DELETE FROM patients WHERE pk = ?", (pk,))
             return moved
+
+    # -- study edit (the administrator's reconcile tool) ----------------------------------------
+
+    def edit_study(
+        self,
+        study_uid: str,
+        changes: dict[str, str],
+        sizes: dict[str, int],
+        *,
+        series_uids: list[str] | None = None,
+        new_study_uid: str | None = None,
+    ) -> bool:
+        """Apply an administrator's study edit to the index, after its files were rewritten.
+
+        Patient keys (`PATIENT_EDIT_FIELDS`) move the study to the patient they name (created
+        when unknown, its demographics taken from the change, else from the study's patient) and
+        update that patient's demographics given in the change; study keys overwrite the study's
+        values. With `series_uids` and `new_study_uid` (a split) only those series move, into a
+        new study that copies the old one's attributes. `sizes` are the rewritten files' sizes.
+        Returns False when the study is unknown.
+        """
+        now = time.time()
+        with self.transaction() as conn:
+            study = conn.execute(
+                "SELECT st.*, p.patient_id, p.issuer, p.name, p.birth_date, p.sex "
+                "FROM studies st JOIN patients p ON st.patient_fk = p.pk WHERE st.study_uid = ?",
+                (study_uid,),
+            ).fetchone()
+            if study is None:
+                return False
+            target_pk = self._edit_patient(conn, study, changes, now)
+            study_pk = study["pk"]
+            if series_uids is not None and new_study_uid is not None:
+                copied = [c for c in _STUDY_COLUMNS if c != "study_uid"]
+                study_pk = conn.execute(
+                    f"INSERT INTO studies (study_uid, {', '.join(copied)}, patient_fk, "  # noqa: S608
+                    f"created_at, updated_at) VALUES ({', '.join('?' * (len(copied) + 4))})",
+                    (new_study_uid, *(study[c] for c in copied), target_pk, now, now),
+                ).lastrowid
+                marks = ",".join("?" * len(series_uids))
+                conn.execute(
+                    f"UPDATE series SET study_fk = ? WHERE series_uid IN ({marks})",  # noqa: S608
+                    (study_pk, *series_uids),
+                )
+                self._refresh_modalities(conn, study_pk)
+                self._prune(conn, [], [study["pk"]])
+            else:
+                conn.execute(
+                    "UPDATE studies SET patient_fk = ?, updated_at = ? WHERE pk = ?",
+                    (target_pk, now, study_pk),
+                )
+            fields = {
+                column: changes[keyword]
+                for keyword, column in STUDY_EDIT_FIELDS.items()
+                if keyword in changes
+            }
+            if fields:
+                sets = ", ".join(f"{k} = ?" for k in fields)
+                conn.execute(
+                    f"UPDATE studies SET {sets}, updated_at = ? WHERE pk = ?",  # noqa: S608
+                    (*fields.values(), now, study_pk),
+                )
+            patient = conn.execute(
+                "SELECT patient_id, name FROM patients WHERE pk = ?", (target_pk,)
+            ).fetchone()
+            for sop_uid, size in sizes.items():
+                conn.execute(
+                    "UPDATE instances SET size = ?, file_patient_id = ?, file_patient_name = ? "
+                    "WHERE sop_uid = ?",
+                    (size, patient["patient_id"], patient["name"], sop_uid),
+                )
+        return True
+
+    @staticmethod
+    def _edit_patient(
+        conn: sqlite3.Connection, study: sqlite3.Row, changes: dict[str, str], now: float
+    ) -> int:
+        """The patient a study edit puts the study under (created or updated as the edit says)."""
+        given = {
+            column: changes[keyword]
+            for keyword, column in PATIENT_EDIT_FIELDS.items()
+            if keyword in changes
+        }
+        key = (
+            given.get("patient_id", study["patient_id"]),
+            given.get("issuer", study["issuer"]),
+        )
+        demographics = {k: v for k, v in given.items() if k not in ("patient_id", "issuer")}
+        row = conn.execute(
+            "SELECT pk FROM patients WHERE patient_id = ? AND issuer = ?", key
+        ).fetchone()
+        if row is None:
+            values = {
+                "name": study["name"],
+                "birth_date": study["birth_date"],
+                "sex": study["sex"],
+                **demographics,
+            }
+            return int(
+                conn.execute(
+                    "INSERT INTO patients (patient_id, issuer, name, birth_date, sex, created_at, "
+                    "updated_at) VALUES (?,?,?,?,?,?,?)",
+                    (*key, values["name"], values["birth_date"], values["sex"], now, now),
+                ).lastrowid
+            )
+        if demographics:
+            sets = ", ".join(f"{k} = ?" for k in demographics)
+            conn.execute(
+                f"UPDATE patients SET {sets}, updated_at = ? WHERE pk = ?",  # noqa: S608
+                (*demographics.values(), now, row["pk"]),
+            )
+        return int(row["pk"])
 
     @staticmethod
     def _patient_pks(conn: sqlite3.Connection, patient_id: str, issuer: str | None) -> list[int]:

@@ -19,7 +19,9 @@ class PacsNode(LiveConfigNode[PacsConfig]):
 
     def __init__(self, config_path: Path, config: PacsConfig, token: str) -> None:
         super().__init__(config_path, config, token)
-        self.archive = Archive(self.data_dir, self.get_config, self.logger)
+        self.archive = Archive(
+            self.data_dir, self.get_config, self.logger, config_dir=config_path.resolve().parent
+        )
         self.dicom = DicomService(self.get_config, self.archive, self.logger)
         self.hl7 = Hl7Service(self.get_config, self.archive.index, self.data_dir, self.logger)
         self.admin = AdminServer(

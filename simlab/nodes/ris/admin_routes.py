@@ -16,6 +16,7 @@ from simlab.common.admin_server import ApiError, Request, Route
 from simlab.common.standard_routes import (
     ae_table_routes,
     config_routes,
+    dicom_echo_routes,
     health_routes,
     json_object,
     log_routes,
@@ -180,6 +181,14 @@ def build_routes(node: RisNode) -> list[Route]:
             raise ApiError(422, "message (the raw HL7 text) is required")
         return queue_action(node.queue.edit, _entry_id(req), message)
 
+    def queue_inject(req: Request) -> tuple[int, dict[str, Any]]:
+        body = json_object(req)
+        message = body.get("message")
+        if not isinstance(message, str) or not message.strip():
+            raise ApiError(422, "message (the raw HL7 text) is required")
+        destination = str(body.get("destination") or "pacs")
+        return 201, queue_action(node.queue.inject, destination, message)
+
     def queue_delete(req: Request) -> dict[str, Any]:
         return queue_action(node.queue.delete, _entry_id(req))
 
@@ -193,6 +202,7 @@ def build_routes(node: RisNode) -> list[Route]:
         *health_routes(node, health_details),
         *config_routes(node),
         *ae_table_routes(node),
+        *dicom_echo_routes(node),
         *log_routes(node),
         Route("GET", "/patients", patients),
         Route("POST", "/patients", register),
@@ -208,6 +218,7 @@ def build_routes(node: RisNode) -> list[Route]:
         Route("GET", "/mpps", mpps_list),
         Route("GET", "/mpps/{uid}", mpps),
         Route("GET", "/queue", queue),
+        Route("POST", "/queue", queue_inject),
         Route("GET", "/queue/{entry_id}", queue_entry),
         Route("POST", "/queue/{entry_id}/retry", queue_retry),
         Route("PUT", "/queue/{entry_id}", queue_edit),

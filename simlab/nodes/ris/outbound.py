@@ -11,7 +11,10 @@ What an interface engine does, and what a PACS administrator has to manage when 
   after ``queue.max_attempts`` it goes ``dead``;
 * AR, or AE with any other code: ``dead`` at once, keeping the refusing ACK (MSA-1, ERR-3, text);
 * with ``queue.block_on_error`` (the default) a dead message at the head of a destination's queue
-  blocks everything behind it until an administrator retries, edits or deletes it.
+  blocks everything behind it until an administrator retries, edits or deletes it;
+* a message the destination's route filter excludes is kept as ``filtered`` and never sent
+  unless an administrator retries it; the destination's ``framing`` decides how the bytes go
+  on the wire (a broken framing is a lab fault).
 
 The threads wait on a Condition that enqueue, retry, edit, delete and config changes notify, with
 a bounded timeout (the time to the next attempt, at most a few seconds): no busy polling.
@@ -28,13 +31,22 @@ from simlab.common.hl7_messages import (
     AckCode,
     ErrorCode,
     Hl7Error,
+    MshHeader,
     parse_inbound,
     read_ack,
     read_header,
 )
 from simlab.common.mllp import MllpConnection, MllpError
 from simlab.common.ris_config import Hl7Destination, RisConfig
-from simlab.nodes.ris.store import Q_DEAD, Q_DELETED, Q_PENDING, Q_SENT, RisStore, now_text
+from simlab.nodes.ris.store import (
+    Q_DEAD,
+    Q_DELETED,
+    Q_FILTERED,
+    Q_PENDING,
+    Q_SENT,
+    RisStore,
+    now_text,
+)
 
 _MAX_WAIT_S = 5.0
 """Longest a sender sleeps without being notified (it then re-reads its queue and config)."""
@@ -113,7 +125,29 @@ class OutboundQueue:
         prefix = self._get_config().numbering.control_id_prefix
         return f"{prefix}{self._store.next_number('control_id'):010d}"
 
-    def enqueue(self, destination: str, control_id: str, kind: str, summary: str, text: str) -> int:
+    def enqueue(
+        self,
+        destination: str,
+        control_id: str,
+        kind: str,
+        summary: str,
+        text: str,
+        *,
+        routed: bool = True,
+    ) -> int:
+        """Queue a message; one the route filter excludes (`routed=False`) is kept `filtered`."""
+        if not routed:
+            entry = self._store.enqueue(destination, control_id, kind, summary, text, Q_FILTERED)
+            self._logger.warning(
+                "HL7 out #%d %s ctrl=%s not sent to %s: excluded by the destination's route"
+                " filter (message_types); kept as filtered (%s)",
+                entry,
+                kind,
+                control_id,
+                destination,
+                summary,
+            )
+            return entry
         entry = self._store.enqueue(destination, control_id, kind, summary, text)
         self._logger.info(
             "HL7 out queued #%d %s ctrl=%s to %s (%s)",
@@ -125,6 +159,17 @@ class OutboundQueue:
         )
         self.notify()
         return entry
+
+    def inject(self, destination: str, raw: str) -> dict:
+        """Queue a raw message an administrator typed or pasted (an interface engine's "send
+        message"), validated like an edit; it takes its place at the end of the queue."""
+        if self._get_config().destination(destination) is None:
+            raise QueueError(404, f"no destination {destination!r}")
+        text, header = self._validated(raw, None)
+        entry = self.enqueue(
+            destination, header.control_id, header.type_label, "queued by admin", text
+        )
+        return self._entry(entry)
 
     # -- administration ----------------------------------------------------------------------
 
@@ -150,18 +195,7 @@ class OutboundQueue:
         row = self._entry(entry_id)
         if row["state"] == Q_SENT:
             raise QueueError(409, f"message #{entry_id} was already delivered")
-        text = raw.replace("\r\n", "\r").replace("\n", "\r")
-        if not text.endswith("\r"):
-            text += "\r"
-        try:
-            header = read_header(text)
-            parse_inbound(text.encode("utf-8"), header)
-        except Hl7Error as exc:
-            raise QueueError(422, f"not a valid HL7 message: {exc.text}") from None
-        if not header.control_id:
-            raise QueueError(422, "MSH-10 message control ID is empty")
-        if self._store.control_id_used(header.control_id, entry_id):
-            raise QueueError(409, f"MSH-10 {header.control_id} is used by another message")
+        text, header = self._validated(raw, entry_id)
         self._store.queue_update(
             entry_id,
             message=text,
@@ -178,6 +212,22 @@ class OutboundQueue:
         )
         self.notify()
         return self._entry(entry_id)
+
+    def _validated(self, raw: str, entry_id: int | None) -> tuple[str, MshHeader]:
+        """Raw text as a queued message (CR segments) and its MSH; QueueError when not HL7."""
+        text = raw.replace("\r\n", "\r").replace("\n", "\r")
+        if not text.endswith("\r"):
+            text += "\r"
+        try:
+            header = read_header(text)
+            parse_inbound(text.encode("utf-8"), header)
+        except Hl7Error as exc:
+            raise QueueError(422, f"not a valid HL7 message: {exc.text}") from None
+        if not header.control_id:
+            raise QueueError(422, "MSH-10 message control ID is empty")
+        if self._store.control_id_used(header.control_id, -1 if entry_id is None else entry_id):
+            raise QueueError(409, f"MSH-10 {header.control_id} is used by another message")
+        return text, header
 
     def delete(self, entry_id: int) -> dict:
         row = self._entry(entry_id)
@@ -258,11 +308,17 @@ class OutboundQueue:
     def _deliver(
         self, dest: Hl7Destination, cfg: RisConfig, row: dict, connection: MllpConnection | None
     ) -> MllpConnection | None:
-        if connection is not None and (connection.host, connection.port) != (dest.host, dest.port):
+        if connection is not None and (connection.host, connection.port, connection.framing) != (
+            dest.host,
+            dest.port,
+            dest.framing,
+        ):
             connection.close()
             connection = None
         if connection is None:
-            connection = MllpConnection(dest.host, dest.port, dest.ack_timeout)
+            connection = MllpConnection(
+                dest.host, dest.port, dest.ack_timeout, framing=dest.framing
+            )
         connection.timeout = dest.ack_timeout
         attempt = row["attempts"] + 1
         try:

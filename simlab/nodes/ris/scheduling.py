@@ -16,6 +16,7 @@ from typing import Any
 from simlab.common.ris_config import RisConfig
 from simlab.nodes.ris.hl7_builder import Addressing, build_adt, build_orm
 from simlab.nodes.ris.outbound import OutboundQueue
+from simlab.nodes.ris.routing import apply_transforms, type_label
 from simlab.nodes.ris.store import (
     ORDER_CANCELLED,
     ORDER_SCHEDULED,
@@ -53,11 +54,14 @@ class Scheduler:
     # -- outbound ----------------------------------------------------------------------------
 
     def _send_all(self, kind: str, summary: str, build: Callable[[Addressing, str], str]) -> None:
+        """Queue one message per destination, through its route filter and transforms."""
         cfg = self._get_config()
         for dest in cfg.destinations:
             to = Addressing(cfg.hl7.application, cfg.hl7.facility, dest.application, dest.facility)
             control_id = self._queue.new_control_id()
-            self._queue.enqueue(dest.name, control_id, kind, summary, build(to, control_id))
+            text = apply_transforms(build(to, control_id), dest.transforms)
+            routed = dest.routes(type_label(kind))
+            self._queue.enqueue(dest.name, control_id, kind, summary, text, routed=routed)
 
     # -- patients ----------------------------------------------------------------------------
 

@@ -29,7 +29,9 @@ Q_PENDING = "pending"
 Q_SENT = "sent"
 Q_DEAD = "dead"
 Q_DELETED = "deleted"
-QUEUE_STATES = (Q_PENDING, Q_SENT, Q_DEAD, Q_DELETED)
+Q_FILTERED = "filtered"
+"""Excluded by the destination's route filter: kept for the record, never sent unless retried."""
+QUEUE_STATES = (Q_PENDING, Q_SENT, Q_DEAD, Q_DELETED, Q_FILTERED)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -380,14 +382,20 @@ class RisStore(SqliteDatabase):
     # -- outbound queue ----------------------------------------------------------------------
 
     def enqueue(
-        self, destination: str, control_id: str, kind: str, summary: str, message: str
+        self,
+        destination: str,
+        control_id: str,
+        kind: str,
+        summary: str,
+        message: str,
+        state: str = Q_PENDING,
     ) -> int:
         stamp = now_text()
         with self.transaction() as conn:
             cur = conn.execute(
                 "INSERT INTO outbound (destination, control_id, type, summary, state, message,"
                 " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (destination, control_id, kind, summary, Q_PENDING, message, stamp, stamp),
+                (destination, control_id, kind, summary, state, message, stamp, stamp),
             )
             return int(cur.lastrowid or 0)
 

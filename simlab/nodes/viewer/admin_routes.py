@@ -14,8 +14,10 @@ from simlab.common.admin_server import ApiError, Request, Route
 from simlab.common.standard_routes import (
     ae_table_routes,
     config_routes,
+    dicom_echo_routes,
     health_routes,
     log_routes,
+    role_peers,
 )
 from simlab.nodes.viewer.retrieve import OpenFailed
 
@@ -173,6 +175,7 @@ def build_routes(node: ViewerNode) -> list[Route]:
         *health_routes(node, health_details),
         *config_routes(node),
         *ae_table_routes(node),
+        *dicom_echo_routes(node, role_peers("retrieve.provider", ae_table=True)),
         *log_routes(node),
         Route("POST", "/studies/open", open_study),
         Route("GET", "/opens", opens),

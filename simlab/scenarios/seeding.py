@@ -1,0 +1,163 @@
+"""A scenario's seed data, made real: patients registered and orders placed at the RIS (so
+ADT^A04 and ORM^O01 reach the PACS over MLLP), prior procedures performed at the modalities.
+
+Faker takes the scenario's seed and locale: the same scenario gives the same patients, orders
+and images every run. The result is the scenario's `refs`: every patient and order by the name
+the instructor gave it, with the identifiers the lab assigned (patient ID, accession number).
+"""
+
+from __future__ import annotations
+
+import datetime
+import random
+import time
+from typing import Any
+
+from faker import Faker
+
+from simlab.client.admin import AdminClient, path_part
+from simlab.runtime.lab import Lab, LabError
+from simlab.scenarios.schema import OrderSeed, Scenario
+from simlab.workflow.day import PROFILE_PROCEDURES
+
+SETTLE_SECONDS = 90.0
+"""How long a performed procedure may take to be sent and committed before seeding fails."""
+
+Refs = dict[str, dict[str, Any]]
+
+
+def seed_lab(lab: Lab, scenario: Scenario) -> Refs:
+    """Register the patients, place the orders, perform the prior procedures; return refs."""
+    faker = Faker(scenario.locale)
+    faker.seed_instance(scenario.seed)
+    rng = random.Random(scenario.seed)
+    ris = lab.client("ris", timeout=30.0)
+    refs: Refs = {}
+    for patient in scenario.patients:
+        sex = patient.sex or rng.choice(["F", "M"])
+        first = faker.first_name_female() if sex == "F" else faker.first_name_male()
+        name = patient.name or f"{faker.last_name().upper()}^{first.upper()}"
+        birth = patient.birth_date or faker.date_of_birth(minimum_age=18, maximum_age=90).strftime(
+            "%Y%m%d"
+        )
+        row = ris.post("/patients", {"name": name, "birth_date": birth, "sex": sex})
+        refs[patient.ref] = {
+            "kind": "patient",
+            "patient_id": row["patient_id"],
+            "name": row.get("name", name),
+            "birth_date": birth,
+            "sex": sex,
+        }
+    today = datetime.date.today().strftime("%Y%m%d")
+    for index, order in enumerate(scenario.orders):
+        refs[order.ref] = place_order(lab, ris, order, refs, rng, faker, today, index)
+    performed = [o for o in scenario.orders if o.performed]
+    for order in performed:
+        perform(lab, refs[order.ref])
+    for order in performed:
+        wait_settled(lab, refs[order.ref])
+    return refs
+
+
+def place_order(
+    lab: Lab,
+    ris: AdminClient,
+    order: OrderSeed,
+    refs: Refs,
+    rng: random.Random,
+    faker: Faker,
+    day: str,
+    index: int,
+) -> dict[str, Any]:
+    station = lab.manifest.node(order.station)
+    profile = lab.client(order.station).get("/config")["profile"]
+    procedures = dict(PROFILE_PROCEDURES.get(profile, [("GEN", "General examination")]))
+    code = order.procedure or sorted(procedures)[rng.randrange(len(procedures))]
+    meaning = procedures.get(code, code)
+    minutes = 8 * 60 + index * 15
+    patient = refs[order.patient]
+    row = ris.post(
+        "/orders",
+        {
+            "patient_id": patient["patient_id"],
+            "modality": profile,
+            "station_ae": station.ae_title,
+            "start_date": day,
+            "start_time": f"{minutes // 60:02d}{minutes % 60:02d}00",
+            "procedure_code": code,
+            "procedure_meaning": meaning,
+            "referring_physician": faker.name().replace(" ", "^", 1),
+            "performing_physician": "RADIOLOGIST^ON^DUTY",
+        },
+    )
+    return {
+        "kind": "order",
+        "accession": row["accession"],
+        "patient_id": patient["patient_id"],
+        "patient_name": patient["name"],
+        "station": order.station,
+        "station_ae": station.ae_title,
+        "modality": profile,
+        "procedure_code": code,
+        "procedure_id": None,
+        "study_uid": None,
+    }
+
+
+def perform(lab: Lab, order: dict[str, Any]) -> dict[str, Any]:
+    """The technologist's day: worklist, start (MPPS), acquire (C-STORE), complete (commit)."""
+    modality = lab.client(order["station"], timeout=60.0)
+    modality.post("/worklist/query", {})
+    proc = modality.post("/procedures/start", {"accession_number": order["accession"]})
+    return _finish(modality, order, proc)
+
+
+def walk_in(lab: Lab, order: dict[str, Any]) -> dict[str, Any]:
+    """The patient keyed by hand at the console (no worklist): what operators do when MWL fails."""
+    modality = lab.client(order["station"], timeout=60.0)
+    proc = modality.post(
+        "/patients/unscheduled",
+        {
+            "patient_id": order["patient_id"],
+            "patient_name": order["patient_name"],
+            "accession_number": order["accession"],
+        },
+    )
+    modality.post("/procedures/start", {"procedure_id": proc["id"]})
+    return _finish(modality, order, proc)
+
+
+def _finish(modality: AdminClient, order: dict[str, Any], proc: dict[str, Any]) -> dict[str, Any]:
+    order["procedure_id"] = proc["id"]
+    order["study_uid"] = proc.get("study_instance_uid")
+    modality.post(f"/procedures/{path_part(proc['id'])}/acquire", {})
+    modality.post(f"/procedures/{path_part(proc['id'])}/complete", {})
+    return order
+
+
+def wait_settled(lab: Lab, order: dict[str, Any], timeout: float = SETTLE_SECONDS) -> None:
+    """Wait (bounded) until the procedure's images are all sent and its commitment answered."""
+    modality = lab.client(order["station"])
+    deadline = time.monotonic() + timeout
+    while True:
+        proc = modality.get(f"/procedures/{path_part(order['procedure_id'])}")
+        total = sum(len(s["instances"]) for s in proc.get("series", []))
+        queue = proc.get("queue", {})
+        commitments = proc.get("commitments") or []
+        if (
+            queue.get("sent", 0) >= total
+            and commitments
+            and commitments[-1]["state"]
+            not in (
+                "pending",
+                "requested",
+                "waiting",
+            )
+        ):
+            return
+        if time.monotonic() > deadline:
+            raise LabError(
+                f"seeding: {order['accession']} at {order['station']} did not settle "
+                f"({proc.get('send_summary')})"
+            )
+        time.sleep(0.2)

@@ -1,0 +1,60 @@
+"""Play a scenario the three ways design.md section 4 asks: untouched, reference, wrong fix.
+
+Everything is real: the lab boots, the scenario seeds it and fires its faults, the reference
+solution's actions go through the same action engine as `simlab admin`, and the score comes
+from the objectives' probes of the real nodes.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from simlab.scenarios.engine import ObjectiveStatus, ScenarioRun
+from simlab.scenarios.schema import Scenario
+from simlab.scenarios.submission import Submission, submit
+from simlab.workflow.actions import run_action
+
+SOLVE_SECONDS = 90.0
+"""How long a fix may take to show in the lab (queues retry, HL7 flows, images arrive)."""
+
+
+def start(home: Path, path: Path, lab_id: str) -> ScenarioRun:
+    return ScenarioRun.start(home, path, lab_id, actor="trainee")
+
+
+def right_answers(scenario: Scenario) -> dict[str, str]:
+    return {
+        q.id: (q.answer if q.choices is not None else (q.accepted or [""])[0]) or ""
+        for q in scenario.questions
+    }
+
+
+def apply(run: ScenarioRun, steps: list[dict], actor: str = "trainee") -> list[str]:
+    """Run admin actions as the trainee; returns the failures' texts (a step may fail on
+    purpose, as a diagnosis that shows the fault does)."""
+    failures = []
+    for step in steps:
+        result = run_action(run.lab, actor, run.fill(step))
+        if not result.ok:
+            failures.append(f"{step.get('action')}: {result.text}")
+    return failures
+
+
+def objectives_after(run: ScenarioRun, timeout: float) -> list[ObjectiveStatus]:
+    """Tick the scenario and evaluate until every objective is met or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        run.tick()
+        results = run.objectives(record=False)
+        if all(r.result.ok for r in results) or time.monotonic() > deadline:
+            return results
+        time.sleep(0.5)
+
+
+def unmet(results: list[ObjectiveStatus]) -> list[str]:
+    return [f"{r.id}: {r.result.evidence}" for r in results if not r.result.ok]
+
+
+def submit_with_answers(run: ScenarioRun) -> Submission:
+    return submit(run, right_answers(run.scenario))

@@ -23,6 +23,28 @@ def start(home: Path, path: Path, lab_id: str) -> ScenarioRun:
     return ScenarioRun.start(home, path, lab_id, actor="trainee")
 
 
+def wait_for_faults(run: ScenarioRun, timeout: float = 60.0) -> None:
+    """Tick until every fault and activity not waiting for the trainee has fired: timed and
+    event-triggered faults must be in place before a solution is tried, or the test would
+    judge a lab the scenario has not finished breaking."""
+    waiting_for_trainee = {"objective_met"}
+    pending = [
+        spec.id
+        for spec in [*run.scenario.faults, *run.scenario.activity]
+        if not (spec.trigger.on and spec.trigger.on.event in waiting_for_trainee)
+    ]
+    deadline = time.monotonic() + timeout
+    while True:
+        run.tick()
+        done = set(run.state.fired) | set(run.state.activities_done)
+        missing = [i for i in pending if i not in done]
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never fired: {missing}")
+        time.sleep(0.2)
+
+
 def right_answers(scenario: Scenario) -> dict[str, str]:
     return {
         q.id: (q.answer if q.choices is not None else (q.accepted or [""])[0]) or ""

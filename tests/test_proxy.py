@@ -133,6 +133,21 @@ def recv_all(sock: socket.socket) -> tuple[bytes, str]:
     return out, "eof"
 
 
+def outcome(proxy: RunningNode, payload: bytes, link: str = ECHO) -> tuple[bytes, str]:
+    """Connect, send, read to the end: (data, 'eof' or 'reset'). A reset at once can reach the
+    client before its connect() even returns, or while it sends."""
+    try:
+        sock = connect(proxy, link)
+    except ConnectionResetError:
+        return b"", "reset"
+    with sock:
+        try:
+            sock.sendall(payload)
+        except (ConnectionResetError, BrokenPipeError):
+            return b"", "reset"
+        return recv_all(sock)
+
+
 def round_trip(proxy: RunningNode, payload: bytes) -> tuple[bytes, float]:
     with connect(proxy) as sock:
         start = time.monotonic()
@@ -207,13 +222,9 @@ def test_black_hole_with_a_timeout_closes(proxy: RunningNode) -> None:
 
 def test_reset_at_once_and_after_bytes(proxy: RunningNode) -> None:
     set_toxic(proxy, "rst", {"type": "reset"})
-    with connect(proxy) as sock:
-        sock.sendall(b"x")
-        assert recv_all(sock)[1] == "reset"
+    assert outcome(proxy, b"x")[1] == "reset"
     set_toxic(proxy, "rst", {"type": "reset", "after_bytes": 1000, "direction": "downstream"})
-    with connect(proxy) as sock:
-        sock.sendall(secrets.token_bytes(5000))
-        data, how = recv_all(sock)
+    data, how = outcome(proxy, secrets.token_bytes(5000))
     assert how == "reset"
     assert len(data) <= 1000
     assert proxy.admin.get(path(ECHO))["resets"] >= 2
@@ -223,12 +234,11 @@ def test_reset_probability_is_rolled_per_connection(proxy: RunningNode) -> None:
     set_toxic(proxy, "flaky", {"type": "reset", "probability": 0.5})
     outcomes = []
     for _ in range(16):
-        with connect(proxy) as sock:
+        data = b""
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError), connect(proxy) as sock:
             sock.sendall(b"ping")
-            data = b""
-            with contextlib.suppress(ConnectionResetError):
-                data = recv_exactly(sock, 4)
-            outcomes.append(data == b"ping")
+            data = recv_exactly(sock, 4)
+        outcomes.append(data == b"ping")
     assert any(outcomes) and not all(outcomes), outcomes
 
 
@@ -298,8 +308,7 @@ def test_partition_refuses_and_cuts_then_heals(proxy: RunningNode) -> None:
 
 def test_upstream_refusal_resets_the_client(proxy: RunningNode) -> None:
     before = proxy.admin.get(path(DEAD))["upstream_refused"]
-    with connect(proxy, DEAD) as sock:
-        assert recv_all(sock)[1] == "reset"
+    assert outcome(proxy, b"x", DEAD)[1] == "reset"
     assert proxy.admin.get(path(DEAD))["upstream_refused"] == before + 1
     assert "unreachable" in proxy.log_text()
 

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from simlab.cli.main import app
-from simlab.scenarios.catalog import scenarios_dir
+from simlab.scenarios.catalog import catalog_markdown, scenario_catalog, scenarios_dir
 from simlab.scenarios.loader import ScenarioError, parse_scenario
 
 GOOD = (scenarios_dir() / "ct-wrong-called-ae.yaml").read_text(encoding="utf-8")
@@ -92,3 +92,11 @@ def test_cli_schema_is_json_schema_of_the_scenario() -> None:
     schema = json.loads(result.output)
     assert schema["title"] == "Scenario"
     assert {"id", "ticket", "objectives", "solution"} <= set(schema["required"])
+
+
+def test_docs_scenarios_md_lists_every_shipped_scenario() -> None:
+    expected = catalog_markdown(scenario_catalog())
+    docs = scenarios_dir().parent / "docs" / "scenarios.md"
+    assert docs.read_text(encoding="utf-8").strip() == expected.strip(), (
+        "docs/scenarios.md is stale: run `simlab scenario list --markdown > docs/scenarios.md`"
+    )

@@ -32,6 +32,7 @@ def test_untouched_fails_and_the_reference_solution_scores_full_marks(
 ) -> None:
     run = h.start(tmp_path, path, "ref")
     try:
+        h.wait_for_faults(run)
         untouched = h.objectives_after(run, timeout=0)
         assert h.unmet(untouched), "the faults left every objective met"
         h.apply(run, run.scenario.solution)
@@ -54,6 +55,7 @@ def test_a_tempting_wrong_fix_is_penalised(path: Path, index: int, tmp_path: Pat
     run = h.start(tmp_path, path, "wrong")
     try:
         fix = run.scenario.wrong_fixes[index]
+        h.wait_for_faults(run)
         h.apply(run, fix.actions)
         h.objectives_after(run, fix.settle_seconds)
         score = h.submit_with_answers(run).score

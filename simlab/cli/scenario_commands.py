@@ -19,7 +19,7 @@ from simlab.cli.lab_commands import HomeOpt, LabOpt, home_of, open_lab
 from simlab.cli.output import console, dcmtk_hint, endpoint_table, err_console
 from simlab.faults.base import FaultError
 from simlab.runtime.lab import Lab, LabError
-from simlab.scenarios.catalog import find_scenario, scenario_catalog
+from simlab.scenarios.catalog import catalog_markdown, find_scenario, scenario_catalog
 from simlab.scenarios.checks import CHECK_TYPES
 from simlab.scenarios.engine import ScenarioError, ScenarioRun
 from simlab.scenarios.loader import ScenarioError as ScenarioFileError
@@ -243,9 +243,13 @@ def submit(
 @scenario_app.command("list")
 def list_scenarios(
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    markdown: Annotated[bool, typer.Option("--markdown", help="As docs/scenarios.md.")] = False,
 ) -> None:
     """The shipped scenarios: id, level, expected minutes, title."""
     rows = scenario_catalog()
+    if markdown:
+        typer.echo(catalog_markdown(rows))
+        return
     if as_json:
         typer.echo(json.dumps([r.as_dict() for r in rows], indent=2))
         return

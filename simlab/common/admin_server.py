@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from pydantic import ValidationError
 
@@ -159,7 +159,9 @@ class AdminServer:
             if method != request.method:
                 allowed.append(method)
                 continue
-            request.params = match.groupdict()
+            # Path parameters arrive percent-encoded (AE titles with spaces, link names
+            # with '>'); handlers see the decoded value.
+            request.params = {k: unquote(v) for k, v in match.groupdict().items()}
             try:
                 result = handler(request)
             except ApiError as exc:

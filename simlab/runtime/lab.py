@@ -119,6 +119,7 @@ class Lab:
                     dicom_port=dicom.port if dicom else None,
                     hl7_port=hl7.port if hl7 else None,
                     admin_port=cfg.admin.port,
+                    extra_ports=[link.listen_port for link in getattr(cfg, "links", [])],
                 )
             )
         manifest = LabManifest(lab_id=lab_id, created_at=time.time(), nodes=entries)
@@ -367,4 +368,5 @@ def _ports_of_other_labs(home: Path, except_lab: str) -> set[int]:
             continue
         for n in manifest.nodes:
             ports.update(p for p in (n.admin_port, n.dicom_port, n.hl7_port) if p)
+            ports.update(n.extra_ports)
     return ports

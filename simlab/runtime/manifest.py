@@ -38,6 +38,9 @@ class NodeEntry(BaseModel):
     dicom_port: int | None = None
     hl7_port: int | None = None
     admin_port: int
+    extra_ports: list[int] = Field(
+        default_factory=list, description="Other ports it listens on (network links)"
+    )
     pid: int | None = None
     """Process id on the local runtime while the node runs."""
 

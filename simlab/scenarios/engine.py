@@ -252,6 +252,11 @@ class ScenarioRun:
             config = self.state.baseline_config.get(node, {})
             if key in config:
                 return config[key]
+        elif ref == "faults":
+            fault_id, _, key = field.partition(".")
+            for record in self.faults.active():
+                if record.fault_id == fault_id and key in record.state:
+                    return record.state[key]
         elif ref in self.state.refs:
             if field in self.state.refs[ref]:
                 return self.state.refs[ref][field]

@@ -326,4 +326,6 @@ PLACEHOLDER = re.compile(r"\$\{([a-z][a-z0-9_-]*)\.([A-Za-z0-9_.\[\]-]+)\}")
 """Filled in at run time, never evaluated:
 - `${ct_head.accession}`: a field of a seeded patient or order;
 - `${pacs.dicom_port}`: a field of a node (ae_title, host, dicom_port, hl7_port, admin_port);
-- `${baseline.ct-1.destination.port}`: a node's config key as it was before any fault fired."""
+- `${baseline.ct-1.destination.port}`: a node's config key as it was before any fault fired;
+- `${faults.poison.entry}`: what an active fault recorded (e.g. the queue entry it poisoned),
+  for reference solutions only — a trainee finds it by looking."""

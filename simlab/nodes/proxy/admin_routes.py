@@ -16,7 +16,6 @@ every node shares (simlab/common/standard_routes.py).
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
 
 from pydantic import TypeAdapter
 
@@ -41,7 +40,7 @@ def build_routes(node: ProxyNode) -> list[Route]:
     """The routing table of the network admin API."""
 
     def link_of(req: Request) -> Link:
-        name = unquote(req.params["name"])
+        name = req.params["name"]
         link = node.get_config().link(name)
         if link is None:
             known = ", ".join(lk.name for lk in node.get_config().links) or "none"
@@ -101,7 +100,7 @@ def build_routes(node: ProxyNode) -> list[Route]:
         return [t.model_dump(mode="json") for t in link_of(req).toxics]
 
     def put_toxic(req: Request) -> dict[str, Any]:
-        name = unquote(req.params["toxic"])
+        name = req.params["toxic"]
         with node.edit_lock:
             link = link_of(req)
             toxic = _TOXIC.validate_python({**json_object(req), "name": name})
@@ -113,7 +112,7 @@ def build_routes(node: ProxyNode) -> list[Route]:
         return toxic.model_dump(mode="json")
 
     def delete_toxic(req: Request) -> dict[str, Any]:
-        name = unquote(req.params["toxic"])
+        name = req.params["toxic"]
         with node.edit_lock:
             link = link_of(req)
             toxics = [t for t in link.toxics if t.name != name]

@@ -7,6 +7,7 @@ revert what it injected; `faults` reverts anything a failing test left active.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 
 import pytest
@@ -15,14 +16,21 @@ from simlab.faults.manager import FaultManager
 from simlab.runtime.lab import Lab
 
 
-@pytest.fixture(scope="module")
-def fault_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    lab = Lab.create(tmp_path_factory.mktemp("home"), "faults")
-    lab.up(timeout=60)
+@contextlib.contextmanager
+def running_lab(tmp_path_factory: pytest.TempPathFactory, lab_id: str) -> Iterator[Lab]:
+    """A default department, up, in a fresh home; stopped on the way out, whatever happened."""
+    lab = Lab.create(tmp_path_factory.mktemp("home"), lab_id)
     try:
+        lab.up(timeout=60)
         yield lab
     finally:
         lab.down()
+
+
+@pytest.fixture(scope="module")
+def fault_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    with running_lab(tmp_path_factory, "faults") as lab:
+        yield lab
 
 
 @pytest.fixture

@@ -74,6 +74,43 @@ def objectives_after(run: ScenarioRun, timeout: float) -> list[ObjectiveStatus]:
         time.sleep(0.5)
 
 
+QUIET_SECONDS = 3.0
+"""A wrong fix has played out when no objective changed for this long and nothing is still
+waiting to be sent (images at a modality, HL7 at the RIS)."""
+
+
+def objectives_settled(run: ScenarioRun, timeout: float) -> list[ObjectiveStatus]:
+    """Tick and evaluate until every objective is met, or the lab has gone quiet (no objective
+    changed for QUIET_SECONDS, no image waiting in a modality's queue), or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    last: tuple[bool, ...] | None = None
+    since = time.monotonic()
+    while True:
+        run.tick()
+        results = run.objectives(record=False)
+        flags = tuple(r.result.ok for r in results)
+        now = time.monotonic()
+        if flags != last:
+            last, since = flags, now
+        if all(flags) or now > deadline:
+            return results
+        if now - since >= QUIET_SECONDS and not _images_waiting(run):
+            return results
+        time.sleep(0.5)
+
+
+def _images_waiting(run: ScenarioRun) -> bool:
+    """An image or an HL7 message still on its way (it may yet change an objective)."""
+    for entry in run.lab.manifest.nodes:
+        if entry.role == "modality":
+            counts = run.lab.client(entry.node_id).get("/queue")["counts"]
+            if counts.get("pending", 0) or counts.get("sending", 0):
+                return True
+        elif entry.role == "ris" and run.lab.client("ris").get("/queue", state="pending"):
+            return True
+    return False
+
+
 def unmet(results: list[ObjectiveStatus]) -> list[str]:
     return [f"{r.id}: {r.result.evidence}" for r in results if not r.result.ok]
 

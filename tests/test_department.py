@@ -12,40 +12,25 @@ import datetime
 import json
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, TypeVar
 
 import pytest
 
 from simlab.runtime.lab import Lab
 from simlab.workflow.day import CHECKS, simulate_day
+from tests.lab_fixtures import running_lab
+from tests.polling import poll
 
 T = TypeVar("T")
 
 DEPARTMENT = ["pacs", "ris", "viewer", "ct-1", "mr-1", "cr-1", "us-1", "net"]
 
 
-def poll(fetch: Callable[[], T], done: Callable[[T], bool], timeout: float, what: str) -> T:
-    """Call `fetch` until `done(value)`; fail with the last value after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    value = fetch()
-    while not done(value):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; last value: {value!r}")
-        time.sleep(0.1)
-        value = fetch()
-    return value
-
-
 @pytest.fixture(scope="module")
 def department(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    lab = Lab.create(tmp_path_factory.mktemp("home"), "dept")
-    lab.up(timeout=60)
-    try:
+    with running_lab(tmp_path_factory, "dept") as lab:
         yield lab
-    finally:
-        lab.down()
 
 
 def test_every_node_of_the_department_is_up(department: Lab) -> None:

@@ -95,7 +95,7 @@ def test_unknown_calling_ae_is_rejected_1_1_3_and_revert_puts_the_row_back(
         30,
         "the CT's send to fail",
     )
-    assert any("calling AE not recognised (1/1/3)" in r for r in reasons), reasons
+    assert any("calling AE title not recognised (1/1/3)" in r for r in reasons), reasons
     log = fault_lab.client("pacs").get("/log", contains="REJECTED: CT_1")["lines"]
     assert any("reason 3" in line and "not in the AE table" in line for line in log), log
     faults.revert("f1")

@@ -78,7 +78,7 @@ def test_wrong_called_ae_is_rejected_1_1_7_and_a_restart_keeps_the_queue(
     _scan(modality)
     queue = modality.wait_queue("failed", 4)
     reasons = {i["reason"] for i in queue["items"]}
-    assert reasons == {"association rejected: called AE not recognised (1/1/7)"}
+    assert reasons == {"association rejected: called AE title not recognised (1/1/7)"}
     assert {i["status"] for i in queue["items"]} == {None}
 
     modality.restart()
@@ -98,7 +98,7 @@ def test_unknown_calling_ae_and_refused_sop_class(
     _scan(modality)
     queue = modality.wait_queue("failed", 4)
     assert {i["reason"] for i in queue["items"]} == {
-        "association rejected: calling AE not recognised (1/1/3)"
+        "association rejected: calling AE title not recognised (1/1/3)"
     }
     pacs.admin.put(
         f"/ae-table/{modality.ae_title}", {"host": "127.0.0.1", "port": modality.dicom_port}

@@ -57,7 +57,7 @@ def test_a_tempting_wrong_fix_is_penalised(path: Path, index: int, tmp_path: Pat
         fix = run.scenario.wrong_fixes[index]
         h.wait_for_faults(run)
         h.apply(run, fix.actions)
-        h.objectives_after(run, fix.settle_seconds)
+        h.objectives_settled(run, fix.settle_seconds)
         score = h.submit_with_answers(run).score
         assert score.percent <= fix.max_percent, score.as_dict()
     finally:

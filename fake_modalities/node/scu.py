@@ -17,22 +17,7 @@ from pynetdicom import AE
 from pynetdicom.presentation import PresentationContext
 
 from simlab.common.config import RemoteAe
-from simlab.common.dicom_status import ContextResult, RejectSource, UserRejectReason
-
-_USER_REASONS = {
-    UserRejectReason.NO_REASON: "no reason given",
-    UserRejectReason.APPLICATION_CONTEXT_NOT_SUPPORTED: "application context not supported",
-    UserRejectReason.CALLING_AE_NOT_RECOGNISED: "calling AE not recognised",
-    UserRejectReason.CALLED_AE_NOT_RECOGNISED: "called AE not recognised",
-}
-_ACSE_REASONS = {1: "no reason given", 2: "protocol version not supported"}
-_PRESENTATION_REASONS = {1: "temporary congestion", 2: "local limit exceeded"}
-_CONTEXT_RESULTS = {
-    ContextResult.USER_REJECTION: "user rejection",
-    ContextResult.NO_REASON: "no reason (provider rejection)",
-    ContextResult.ABSTRACT_SYNTAX_NOT_SUPPORTED: "abstract syntax not supported",
-    ContextResult.TRANSFER_SYNTAXES_NOT_SUPPORTED: "transfer syntaxes not supported",
-}
+from simlab.common.dicom_status import CONTEXT_RESULT_TEXT, reject_reason_text
 
 
 def sop_name(uid: str) -> str:
@@ -42,13 +27,8 @@ def sop_name(uid: str) -> str:
 
 
 def reject_text(result: int, source: int, reason: int) -> str:
-    """'association rejected: called AE not recognised (1/1/7)'."""
-    if source == RejectSource.SERVICE_USER:
-        why = _USER_REASONS.get(reason, f"reason {reason}")
-    elif source == RejectSource.SERVICE_PROVIDER_ACSE:
-        why = _ACSE_REASONS.get(reason, f"reason {reason}")
-    else:
-        why = _PRESENTATION_REASONS.get(reason, f"reason {reason}")
+    """'association rejected: called AE title not recognised (1/1/7)'."""
+    why = reject_reason_text(source, reason)
     kind = "" if result == 1 else " (transient)"
     return f"association rejected{kind}: {why} ({result}/{source}/{reason})"
 
@@ -56,7 +36,7 @@ def reject_text(result: int, source: int, reason: int) -> str:
 def context_text(rejected: Sequence[PresentationContext], abstract_syntax: str) -> str:
     """'no presentation context accepted for CT Image Storage (abstract syntax not supported)'."""
     results = [cx.result for cx in rejected if cx.abstract_syntax == abstract_syntax]
-    why = _CONTEXT_RESULTS.get(results[0], f"result {results[0]}") if results else "not proposed"
+    why = CONTEXT_RESULT_TEXT.get(results[0], f"result {results[0]}") if results else "not proposed"
     return f"no presentation context accepted for {sop_name(abstract_syntax)} ({why})"
 
 

@@ -55,6 +55,8 @@ PENDING = "pending"
 SENDING = "sending"
 SENT = "sent"
 FAILED = "failed"
+DELETED = "deleted"
+"""An item the operator deleted: kept, so the console (and an audit) still shows it was."""
 
 
 class ModalityStore:
@@ -177,6 +179,9 @@ class ModalityStore:
         if state:
             sql += " AND state=?"
             args.append(state)
+        else:
+            sql += " AND state<>?"
+            args.append(DELETED)
         if procedure_id:
             sql += " AND procedure_id=?"
             args.append(procedure_id)
@@ -215,7 +220,8 @@ class ModalityStore:
     def delete_item(self, item_id: int) -> bool:
         with self._lock:
             cur = self._db.execute(
-                "DELETE FROM queue WHERE id=? AND state != ?", (item_id, SENDING)
+                "UPDATE queue SET state=?, updated=? WHERE id=? AND state NOT IN (?, ?)",
+                (DELETED, time.time(), item_id, SENDING, DELETED),
             )
             return cur.rowcount > 0
 

@@ -16,33 +16,19 @@ from typing import Any
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
-from simlab.common.dicom_status import RejectSource, UserRejectReason, describe, hex_status
+from simlab.common.dicom_status import (
+    CONTEXT_RESULT_TEXT,
+    describe,
+    hex_status,
+    reject_reason_text,
+)
 
-_USER_REASONS = {
-    UserRejectReason.NO_REASON: "no reason given",
-    UserRejectReason.APPLICATION_CONTEXT_NOT_SUPPORTED: "application context name not supported",
-    UserRejectReason.CALLING_AE_NOT_RECOGNISED: "calling AE title not recognised",
-    UserRejectReason.CALLED_AE_NOT_RECOGNISED: "called AE title not recognised",
-}
-_ACSE_REASONS = {1: "no reason given", 2: "protocol version not supported"}
-_PRESENTATION_REASONS = {1: "temporary congestion", 2: "local limit exceeded"}
-_CONTEXT_RESULTS = {
-    1: "user rejection",
-    2: "no reason (provider rejection)",
-    3: "abstract syntax not supported",
-    4: "transfer syntaxes not supported",
-}
 _PROBE_TIMEOUT = 3.0
 
 
 def reject_text(result: int, source: int, reason: int) -> str:
     """'rejected 1/1/7 (called AE title not recognised)' — result/source/reason, PS3.8 9.3.4."""
-    if source == RejectSource.SERVICE_USER:
-        why = _USER_REASONS.get(reason, f"reason {reason}")  # type: ignore[call-overload]
-    elif source == RejectSource.SERVICE_PROVIDER_ACSE:
-        why = _ACSE_REASONS.get(reason, f"reason {reason}")
-    else:
-        why = _PRESENTATION_REASONS.get(reason, f"reason {reason}")
+    why = reject_reason_text(source, reason)
     if result == 2:
         why = f"transient: {why}"
     return f"rejected {result}/{source}/{reason} ({why})"
@@ -123,7 +109,7 @@ def associate(
     if rejected:
         parts = sorted(
             {
-                f"{cx.abstract_syntax.name}: {_CONTEXT_RESULTS.get(cx.result, cx.result)}"
+                f"{cx.abstract_syntax.name}: {CONTEXT_RESULT_TEXT.get(cx.result, cx.result)}"
                 for cx in rejected
             }
         )

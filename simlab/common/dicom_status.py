@@ -81,6 +81,43 @@ class ContextResult(IntEnum):
     TRANSFER_SYNTAXES_NOT_SUPPORTED = 4
 
 
+REJECT_RESULT_TEXT: dict[int, str] = {1: "rejected-permanent", 2: "rejected-transient"}
+REJECT_SOURCE_TEXT: dict[int, str] = {
+    RejectSource.SERVICE_USER: "service-user",
+    RejectSource.SERVICE_PROVIDER_ACSE: "service-provider (ACSE)",
+    RejectSource.SERVICE_PROVIDER_PRESENTATION: "service-provider (presentation)",
+}
+REJECT_REASON_TEXT: dict[tuple[int, int], str] = {
+    (RejectSource.SERVICE_USER, UserRejectReason.NO_REASON): "no reason given",
+    (RejectSource.SERVICE_USER, UserRejectReason.APPLICATION_CONTEXT_NOT_SUPPORTED): (
+        "application context name not supported"
+    ),
+    (RejectSource.SERVICE_USER, UserRejectReason.CALLING_AE_NOT_RECOGNISED): (
+        "calling AE title not recognised"
+    ),
+    (RejectSource.SERVICE_USER, UserRejectReason.CALLED_AE_NOT_RECOGNISED): (
+        "called AE title not recognised"
+    ),
+    (RejectSource.SERVICE_PROVIDER_ACSE, 1): "no reason given",
+    (RejectSource.SERVICE_PROVIDER_ACSE, 2): "protocol version not supported",
+    (RejectSource.SERVICE_PROVIDER_PRESENTATION, 1): "temporary congestion",
+    (RejectSource.SERVICE_PROVIDER_PRESENTATION, 2): "local limit exceeded",
+}
+"""A-ASSOCIATE-RJ (source, reason) in the words of PS3.8 9.3.4, for every log and console."""
+
+CONTEXT_RESULT_TEXT: dict[int, str] = {
+    ContextResult.USER_REJECTION: "user rejection",
+    ContextResult.NO_REASON: "no reason (provider rejection)",
+    ContextResult.ABSTRACT_SYNTAX_NOT_SUPPORTED: "abstract syntax not supported",
+    ContextResult.TRANSFER_SYNTAXES_NOT_SUPPORTED: "transfer syntaxes not supported",
+}
+"""Presentation context results of an A-ASSOCIATE-AC (PS3.8 9.3.3.2)."""
+
+
+def reject_reason_text(source: int, reason: int) -> str:
+    return REJECT_REASON_TEXT.get((int(source), int(reason)), f"reason {reason}")
+
+
 def describe(status: int) -> str:
     """A short human text for a status value, as shown in consoles and logs."""
     texts = {

@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar, get_args
 
 from pydantic import ConfigDict
 
@@ -31,17 +31,7 @@ Family = Literal[
     "network",
     "process",
 ]
-FAMILIES: tuple[Family, ...] = (
-    "association",
-    "negotiation",
-    "data",
-    "storage",
-    "hl7",
-    "worklist",
-    "retrieve",
-    "network",
-    "process",
-)
+FAMILIES: tuple[Family, ...] = get_args(Family)
 
 RevertState = dict[str, Any]
 """What `inject` returns and `revert` receives: JSON-serialisable."""

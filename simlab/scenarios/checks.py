@@ -257,31 +257,18 @@ class NoInstanceLostCheck(Check):
 
 
 def lost_instances(ctx: CheckContext) -> tuple[list[str], int]:
-    """SOP Instance UIDs the PACS acknowledged to a modality that it no longer holds."""
-    acknowledged: dict[str, str] = {}
+    """SOP Instance UIDs the PACS acknowledged to a modality (C-STORE Success in its send
+    queue) that the PACS no longer holds, wherever it files them now."""
+    acknowledged: set[str] = set()
     for entry in ctx.lab.manifest.nodes:
         if entry.role != "modality":
             continue
-        for proc in ctx.get(entry.node_id, "/procedures"):
-            sent = {
-                i["sop_instance"]
-                for i in ctx.get(entry.node_id, "/queue", procedure_id=proc["id"], state="sent")[
-                    "items"
-                ]
-            }
-            for uid in sent:
-                acknowledged[uid] = proc["study_instance_uid"]
-    held: set[str] = set()
-    for study_uid in sorted(set(acknowledged.values())):
-        try:
-            study = ctx.get("pacs", f"/studies/{path_part(study_uid)}")
-        except AdminApiError as exc:
-            if exc.status == 404:
-                continue
-            raise
-        held.update(i["sop_uid"] for s in study["series"] for i in s["instances"])
-    missing = sorted(uid for uid in acknowledged if uid not in held)
-    return missing, len(acknowledged)
+        items = ctx.get(entry.node_id, "/queue", state="sent")["items"]
+        acknowledged.update(i["sop_instance"] for i in items)
+    if not acknowledged:
+        return [], 0
+    answer = ctx.client("pacs").post("/instances/held", {"sop_uids": sorted(acknowledged)})
+    return sorted(answer["missing"]), len(acknowledged)
 
 
 # --------------------------------------------------------------------------- workflow and HL7

@@ -21,7 +21,7 @@ from simlab.runtime.topology import NodeSpec, default_department
 from simlab.scenarios.checks import CheckContext, CheckResult, evaluate, flatten_config
 from simlab.scenarios.loader import load_scenario
 from simlab.scenarios.schema import PLACEHOLDER, Scenario, Trigger
-from simlab.scenarios.seeding import perform, seed_lab, walk_in
+from simlab.scenarios.seeding import order_rng, perform, place_order, seed_lab, walk_in
 from simlab.scenarios.session import SessionState, load_session, save_session
 from simlab.workflow.actions import run_action
 
@@ -214,7 +214,14 @@ class ScenarioRun:
         act = next(a for a in self.scenario.activity if a.id == act_id)
         detail: dict[str, Any] = {}
         try:
-            if act.perform or act.walk_in:
+            if act.place:
+                spec = next(o for o in self.scenario.orders if o.ref == act.place)
+                index = self.scenario.orders.index(spec)
+                self.state.refs[act.place] = place_order(
+                    self.lab, spec, self.state.refs, *order_rng(self.scenario, index)
+                )
+                detail = {"order": self.state.refs[act.place]["accession"]}
+            elif act.perform or act.walk_in:
                 order = self.state.refs[act.perform or act.walk_in or ""]
                 (perform if act.perform else walk_in)(self.lab, order)
                 detail = {"order": order["accession"], "station": order["station"]}
@@ -289,8 +296,9 @@ class ScenarioRun:
             )
             for o in self.scenario.objectives
         ]
+        # `met` is a fact about the lab that triggers (objective_met) wait for: always kept.
+        save_session(self.lab, self.state)
         if record:
-            save_session(self.lab, self.state)
             self.lab.events.append(
                 "objectives_checked",
                 met=sorted(met),
@@ -307,7 +315,7 @@ class ScenarioRun:
             self.state.hints_taken.append(hint_id)
             save_session(self.lab, self.state)
             self.lab.events.append("hint_taken", hint=hint_id, cost=hint.cost, actor=actor)
-        return hint.text
+        return str(self.fill(hint.text))
 
     # ---------------------------------------------------------------------------- helpers
     def _snapshot_configs(self) -> dict[str, dict[str, Any]]:

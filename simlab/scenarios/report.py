@@ -70,7 +70,7 @@ def build_report(run: ScenarioRun, score: Score) -> dict[str, Any]:
             for q in scenario.questions
         ],
         "hints_taken": state.hints_taken,
-        "debrief": scenario.debrief,
+        "debrief": run.fill(scenario.debrief),
     }
 
 

@@ -78,6 +78,17 @@ class OrderSeed(Strict):
         default=False,
         description="Performed before the faults fire (a prior study in the PACS)",
     )
+    later: bool = Field(
+        default=False,
+        description="Placed during the scenario by a `place` activity, not at seeding "
+        "(so RIS-side faults act on it)",
+    )
+
+    @model_validator(mode="after")
+    def _not_both(self) -> OrderSeed:
+        if self.later and self.performed:
+            raise ValueError("an order placed later cannot be performed before the start")
+        return self
 
 
 class Topology(Strict):
@@ -146,6 +157,9 @@ class ActivitySpec(Strict):
     """
 
     id: str = Field(pattern=REF)
+    place: str | None = Field(
+        default=None, pattern=REF, description="An order ref (`later: true`) placed now"
+    )
     perform: str | None = Field(default=None, pattern=REF)
     walk_in: str | None = Field(
         default=None, pattern=REF, description="An order ref keyed by hand (no worklist)"
@@ -155,8 +169,11 @@ class ActivitySpec(Strict):
 
     @model_validator(mode="after")
     def _one(self) -> ActivitySpec:
-        if sum(x is not None for x in (self.perform, self.walk_in, self.action)) != 1:
-            raise ValueError("an activity has exactly one of 'perform', 'walk_in' or 'action'")
+        given = (self.place, self.perform, self.walk_in, self.action)
+        if sum(x is not None for x in given) != 1:
+            raise ValueError(
+                "an activity has exactly one of 'place', 'perform', 'walk_in' or 'action'"
+            )
         return self
 
 
@@ -306,10 +323,13 @@ class Scenario(Strict):
         for order in self.orders:
             if order.patient not in patients:
                 raise ValueError(f"order {order.ref}: no patient {order.patient!r}")
+        later = {o.ref for o in self.orders if o.later}
         for act in self.activity:
-            ref = act.perform or act.walk_in
+            ref = act.place or act.perform or act.walk_in
             if ref and ref not in orders:
                 raise ValueError(f"activity {act.id}: no order {ref!r}")
+            if act.place and act.place not in later:
+                raise ValueError(f"activity {act.id}: order {act.place} is not `later: true`")
         objectives = {o.id for o in self.objectives}
         for obj in self.objectives:
             if obj.reveal != "start" and obj.reveal not in objectives:

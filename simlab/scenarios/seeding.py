@@ -48,9 +48,9 @@ def seed_lab(lab: Lab, scenario: Scenario) -> Refs:
             "birth_date": birth,
             "sex": sex,
         }
-    today = datetime.date.today().strftime("%Y%m%d")
     for index, order in enumerate(scenario.orders):
-        refs[order.ref] = place_order(lab, ris, order, refs, rng, faker, today, index)
+        if not order.later:
+            refs[order.ref] = place_order(lab, order, refs, *order_rng(scenario, index))
     performed = [o for o in scenario.orders if o.performed]
     for order in performed:
         perform(lab, refs[order.ref])
@@ -59,29 +59,40 @@ def seed_lab(lab: Lab, scenario: Scenario) -> Refs:
     return refs
 
 
+def order_rng(scenario: Scenario, index: int) -> tuple[random.Random, Faker]:
+    """The seeded chance of one order, whether placed at seeding or later in the scenario."""
+    faker = Faker(scenario.locale)
+    faker.seed_instance(scenario.seed * 7919 + index)
+    return random.Random(scenario.seed * 104_729 + index), faker
+
+
 def place_order(
     lab: Lab,
-    ris: AdminClient,
     order: OrderSeed,
     refs: Refs,
     rng: random.Random,
     faker: Faker,
-    day: str,
-    index: int,
 ) -> dict[str, Any]:
+    """Place one order at the RIS for today. The RIS picks the Scheduled Station AE from its
+    own modality map, as a real RIS does; the scenario names a station only when that map
+    would pick another one."""
+    ris = lab.client("ris", timeout=30.0)
+    day = datetime.date.today().strftime("%Y%m%d")
     station = lab.manifest.node(order.station)
     profile = lab.client(order.station).get("/config")["profile"]
     procedures = dict(PROFILE_PROCEDURES.get(profile, [("GEN", "General examination")]))
     code = order.procedure or sorted(procedures)[rng.randrange(len(procedures))]
     meaning = procedures.get(code, code)
-    minutes = 8 * 60 + index * 15
+    minutes = 8 * 60 + rng.randrange(0, 8 * 60, 5)
     patient = refs[order.patient]
+    mapped = ris.get("/config").get("modality_stations", {}).get(profile)
+    body: dict[str, Any] = {} if mapped == station.ae_title else {"station_ae": station.ae_title}
     row = ris.post(
         "/orders",
         {
+            **body,
             "patient_id": patient["patient_id"],
             "modality": profile,
-            "station_ae": station.ae_title,
             "start_date": day,
             "start_time": f"{minutes // 60:02d}{minutes % 60:02d}00",
             "procedure_code": code,
@@ -96,7 +107,7 @@ def place_order(
         "patient_id": patient["patient_id"],
         "patient_name": patient["name"],
         "station": order.station,
-        "station_ae": station.ae_title,
+        "station_ae": row.get("station_ae") or station.ae_title,
         "modality": profile,
         "procedure_code": code,
         "procedure_id": None,

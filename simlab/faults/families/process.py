@@ -152,8 +152,8 @@ class StaleConfigRestart(Fault):
     title = "A node restarted with a stale config file"
     symptom = (
         "After a restart the node is up and healthy, but what worked before fails: a modality "
-        "added recently is refused (A-ASSOCIATE-RJ 1/1/3, calling AE not recognised), or every "
-        "peer gets 'Connection refused' because the node listens on an old port."
+        "added recently is refused (A-ASSOCIATE-RJ 1/1/3, calling AE title not recognised), or "
+        "every peer gets 'Connection refused' because the node listens on an old port."
     )
     root_cause = (
         "An old copy of the node's config file was put back (a backup restore, a configuration "

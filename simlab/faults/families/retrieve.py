@@ -35,9 +35,10 @@ class MoveDestinationUnknown(Fault):
     family = "retrieve"
     title = "The viewer's AE title is missing from the PACS AE table"
     symptom = (
-        "The radiologist's open (or `movescu -aem VIEWER`) fails at once with C-MOVE status "
-        "0xA801 (Refused: Move Destination unknown); the PACS log says the move destination is "
-        "not in the AE table. C-FIND still works."
+        "A C-MOVE to the viewer (`movescu -aem SIMLAB_VIEWER` from ADMIN_WS) fails at once "
+        "with status 0xA801 (Refused: Move Destination unknown). The strict PACS no longer "
+        "knows the viewer as a caller either, so the radiologist's own open is rejected "
+        "A-ASSOCIATE-RJ 1/1/3 before any C-FIND; the PACS log names both."
     )
     root_cause = (
         "The reading workstation's row was deleted from the PACS AE table (a clean-up of "

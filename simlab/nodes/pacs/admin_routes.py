@@ -130,6 +130,17 @@ def build_routes(node: PacsNode) -> list[Route]:
     def hl7_messages(req: Request) -> list[dict[str, Any]]:
         return node.hl7.message_log(limit=req.query_int("limit", 100, 1, 10_000))
 
+    def instances_held(req: Request) -> dict[str, Any]:
+        """Of the given SOP Instance UIDs, which are archived: the reconciliation a modality's
+        "sent" list is checked against, whatever study the images are filed under now."""
+        uids = json_object(req).get("sop_uids")
+        if not isinstance(uids, list) or not all(isinstance(u, str) for u in uids):
+            raise ApiError(400, "sop_uids must be a list of SOP Instance UIDs")
+        if len(uids) > 100_000:
+            raise ApiError(413, "at most 100000 UIDs per request")
+        held = node.archive.index.held_instances(uids)
+        return {"held": sorted(held), "missing": sorted(set(uids) - held)}
+
     def stats(_req: Request) -> dict[str, Any]:
         return node.archive.stats()
 
@@ -149,5 +160,6 @@ def build_routes(node: PacsNode) -> list[Route]:
         Route("GET", "/orders", orders),
         Route("GET", "/hl7/messages", hl7_messages),
         Route("GET", "/hl7/patients", hl7_patients),
+        Route("POST", "/instances/held", instances_held),
         Route("GET", "/stats", stats),
     ]

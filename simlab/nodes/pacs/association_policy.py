@@ -26,10 +26,13 @@ from pynetdicom import AE, evt
 
 from simlab.common.config import PacsConfig
 from simlab.common.dicom_status import (
-    ContextResult,
+    CONTEXT_RESULT_TEXT,
+    REJECT_RESULT_TEXT,
+    REJECT_SOURCE_TEXT,
     RejectResult,
     RejectSource,
     UserRejectReason,
+    reject_reason_text,
 )
 from simlab.nodes.pacs.scp_common import uid_name
 
@@ -41,36 +44,6 @@ _THREAD_CEILING = 1024
 """pynetdicom's own limit on acceptor threads, a last resort above max_associations."""
 _NO_KNOWN_CALLER = "!EMPTY-AE-TABLE!"
 """Stands in for an empty AE table: pynetdicom treats an empty require_calling_aet as 'anyone'."""
-_RESULT_TEXT = {
-    RejectResult.PERMANENT: "rejected-permanent",
-    RejectResult.TRANSIENT: "rejected-transient",
-}
-_SOURCE_TEXT = {
-    RejectSource.SERVICE_USER: "service-user",
-    RejectSource.SERVICE_PROVIDER_ACSE: "service-provider (ACSE)",
-    RejectSource.SERVICE_PROVIDER_PRESENTATION: "service-provider (presentation)",
-}
-_REASON_TEXT = {
-    (1, UserRejectReason.NO_REASON): "no reason given",
-    (1, UserRejectReason.APPLICATION_CONTEXT_NOT_SUPPORTED): "application context not supported",
-    (1, UserRejectReason.CALLING_AE_NOT_RECOGNISED): "calling AE title not recognised",
-    (1, UserRejectReason.CALLED_AE_NOT_RECOGNISED): "called AE title not recognised",
-    (2, 1): "no reason given",
-    (2, 2): "protocol version not supported",
-    (3, 1): "temporary congestion",
-    (3, 2): "local limit exceeded",
-}
-_CONTEXT_RESULT_TEXT = {
-    ContextResult.USER_REJECTION: "user rejection",
-    ContextResult.NO_REASON: "no reason",
-    ContextResult.ABSTRACT_SYNTAX_NOT_SUPPORTED: "abstract syntax not supported",
-    ContextResult.TRANSFER_SYNTAXES_NOT_SUPPORTED: "transfer syntaxes not supported",
-}
-
-
-def reject_reason_text(source: Any, reason: Any) -> str:
-    """What an A-ASSOCIATE-RJ (source, reason) pair means, or '?' (PS3.8 9.3.4)."""
-    return _REASON_TEXT.get((source, reason), "?")
 
 
 @dataclass
@@ -236,7 +209,7 @@ class AssociationPolicy:
             self._associations[assoc] = _AssociationStats(calling, self.peer(assoc))
         rejected = [
             f"{uid_name(cx.abstract_syntax)} ({cx.result} "
-            f"{_CONTEXT_RESULT_TEXT.get(cx.result, 'rejected')})"
+            f"{CONTEXT_RESULT_TEXT.get(cx.result, 'rejected')})"
             for cx in assoc.rejected_contexts
         ]
         accepted = len(assoc.accepted_contexts)
@@ -263,7 +236,7 @@ class AssociationPolicy:
         rq = assoc.requestor.primitive
         called = str(getattr(rq, "called_ae_title", "") or "").strip()
         calling = str(getattr(rq, "calling_ae_title", "") or assoc.requestor.ae_title).strip()
-        text = _REASON_TEXT.get((source, reason), "")
+        text = reject_reason_text(source, reason)
         hint = ""
         if (source, reason) == (1, UserRejectReason.CALLED_AE_NOT_RECOGNISED):
             hint = f" (we are {self._get_config().dicom.ae_title})"
@@ -277,9 +250,9 @@ class AssociationPolicy:
             self.peer(assoc),
             called,
             result,
-            _RESULT_TEXT.get(result, "?"),
+            REJECT_RESULT_TEXT.get(result, "?"),
             source,
-            _SOURCE_TEXT.get(source, "?"),
+            REJECT_SOURCE_TEXT.get(source, "?"),
             reason,
             text or "?",
             hint,

@@ -512,6 +512,20 @@ class Index(SqliteDatabase):
         )
         return dict(rows[0]) if rows else None
 
+    def held_instances(self, sop_uids: list[str]) -> set[str]:
+        """Which of these SOP Instance UIDs the archive holds (in chunks: SQLite's variable
+        limit), wherever they are filed now (after an edit, a split or a merge)."""
+        held: set[str] = set()
+        for start in range(0, len(sop_uids), 500):
+            chunk = sop_uids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._query(
+                f"SELECT sop_uid FROM instances WHERE sop_uid IN ({marks})",  # noqa: S608
+                chunk,
+            )
+            held.update(r[0] for r in rows)
+        return held
+
     def stored_size(self, sop_uid: str) -> int | None:
         """The stored size of an instance, or None when it is not archived (the duplicate check
         of every C-STORE: one indexed lookup)."""

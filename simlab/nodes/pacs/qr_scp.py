@@ -29,9 +29,8 @@ from pynetdicom.sop_class import (
 )
 
 from simlab.common.config import PacsConfig, RemoteAe
-from simlab.common.dicom_status import Status, describe, hex_status
+from simlab.common.dicom_status import Status, describe, hex_status, reject_reason_text
 from simlab.nodes.pacs.archive import Archive
-from simlab.nodes.pacs.association_policy import reject_reason_text
 from simlab.nodes.pacs.query import (
     PATIENT_ROOT,
     STUDY_ROOT,

@@ -28,12 +28,16 @@ from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelMove,
 )
 
-from simlab.common.dicom_status import Status, describe, hex_status
+from simlab.common.dicom_status import (
+    REJECT_RESULT_TEXT,
+    REJECT_SOURCE_TEXT,
+    Status,
+    describe,
+    hex_status,
+    reject_reason_text,
+)
 from simlab.common.viewer_config import ViewerConfig
 from simlab.nodes.viewer.storage_scp import (
-    REASON_TEXT,
-    RESULT_TEXT,
-    SOURCE_TEXT,
     UNCOMPRESSED,
     ReceivedBatch,
     StorageService,
@@ -178,18 +182,18 @@ class Retriever:
             reason = getattr(prim, "diagnostic", None)
             outcome["association"] = {
                 "result": result,
-                "result_text": RESULT_TEXT.get(result, "?"),
+                "result_text": REJECT_RESULT_TEXT.get(result, "?"),
                 "source": source,
-                "source_text": SOURCE_TEXT.get(source, "?"),
+                "source_text": REJECT_SOURCE_TEXT.get(source, "?"),
                 "reason": reason,
-                "reason_text": REASON_TEXT.get((source, reason), "?"),
+                "reason_text": reject_reason_text(source, reason),
             }
             outcome["stage"] = "associate"
             outcome["error"] = (
                 f"association rejected by {where}: result {result} "
-                f"({RESULT_TEXT.get(result, '?')}), source {source} "
-                f"({SOURCE_TEXT.get(source, '?')}), reason {reason} "
-                f"({REASON_TEXT.get((source, reason), '?')})"
+                f"({REJECT_RESULT_TEXT.get(result, '?')}), source {source} "
+                f"({REJECT_SOURCE_TEXT.get(source, '?')}), reason {reason} "
+                f"({reject_reason_text(source, reason)})"
             )
             raise OpenFailed("rejected", outcome)
         outcome["stage"] = "connect"

@@ -24,7 +24,14 @@ from pynetdicom import AE, AllStoragePresentationContexts, _config, build_contex
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import Verification
 
-from simlab.common.dicom_status import Status, describe, hex_status
+from simlab.common.dicom_status import (
+    REJECT_RESULT_TEXT,
+    REJECT_SOURCE_TEXT,
+    Status,
+    describe,
+    hex_status,
+    reject_reason_text,
+)
 from simlab.common.viewer_config import ViewerConfig
 from simlab.nodes.viewer.store import StoreResult, ViewerStore
 
@@ -33,23 +40,6 @@ _NO_KNOWN_CALLER = "!EMPTY-AE-TABLE!"
 """Stands in for an empty AE table: pynetdicom treats an empty require_calling_aet as 'anyone'."""
 _PRE_ASSOCIATION_STALL = 3.0
 """Seconds a peer may stall inside a PDU before its association is negotiated."""
-
-RESULT_TEXT = {1: "rejected-permanent", 2: "rejected-transient"}
-SOURCE_TEXT = {
-    1: "service-user",
-    2: "service-provider (ACSE)",
-    3: "service-provider (presentation)",
-}
-REASON_TEXT = {
-    (1, 1): "no reason given",
-    (1, 2): "application context name not supported",
-    (1, 3): "calling AE title not recognised",
-    (1, 7): "called AE title not recognised",
-    (2, 1): "no reason given",
-    (2, 2): "protocol version not supported",
-    (3, 1): "temporary congestion",
-    (3, 2): "local limit exceeded",
-}
 
 
 def uid_name(uid: str) -> str:
@@ -292,11 +282,11 @@ class StorageService:
             self._peer(assoc),
             called,
             result,
-            RESULT_TEXT.get(result, "?"),
+            REJECT_RESULT_TEXT.get(result, "?"),
             source,
-            SOURCE_TEXT.get(source, "?"),
+            REJECT_SOURCE_TEXT.get(source, "?"),
             reason,
-            REASON_TEXT.get((source, reason), "?"),
+            reject_reason_text(source, reason),
             hint,
         )
 

@@ -202,6 +202,31 @@ def _demographic_diffs(study: dict[str, Any], patient: dict[str, Any]) -> list[s
 
 
 @check
+class StudyMatchesOrderCheck(Check):
+    """The PACS holds the order (from ORM^O01) and a study that reconciles with it: same
+    accession and Patient ID — what a PACS's "unmatched studies" worklist checks."""
+
+    kind = "study_matches_order"
+    describe = "the PACS has the order (HL7) and its study matches it (accession, Patient ID)"
+    type: Literal["study_matches_order"]
+    order: str
+
+    def evaluate(self, ctx: CheckContext) -> CheckResult:
+        order = ctx.ref(self.order)
+        accession, patient_id = order["accession"], order["patient_id"]
+        known = [o for o in ctx.get("pacs", "/orders", limit=10_000) if o["accession"] == accession]
+        studies = ctx.get("pacs", "/studies", accession=accession)
+        if not known:
+            return CheckResult(False, f"the PACS has no order {accession} (no ORM^O01 for it)")
+        if not studies:
+            return CheckResult(False, f"the PACS has order {accession} but no study for it")
+        wrong = [s["study_uid"] for s in studies if s.get("patient_id") != patient_id]
+        if wrong or known[0].get("patient_id") != patient_id:
+            return CheckResult(False, f"order {accession} and its study disagree on Patient ID")
+        return CheckResult(True, f"order {accession} and its study match (patient {patient_id})")
+
+
+@check
 class PatientStudiesCheck(Check):
     """How many studies the PACS files under a patient (a merge or a split shows here)."""
 

@@ -25,9 +25,10 @@ from simlab.tui.app import SimlabApp, make_app
 from simlab.tui.screens.boot import BootScreen
 from simlab.tui.screens.catalog import ScenarioCatalogScreen
 from simlab.tui.screens.dashboard import DashboardScreen
-from simlab.tui.screens.lab_modals import ConfirmModal, SubmitModal
+from simlab.tui.screens.lab_modals import SubmitModal
 from simlab.tui.screens.report import ReportScreen
 from simlab.tui.session import TuiSession
+from simlab.tui.widgets.confirm import ConfirmModal
 from simlab.tui.widgets.objectives import ObjectivesView
 from simlab.tui.widgets.topology import TopologyMap
 from tests.conftest import node_processes
@@ -343,7 +344,7 @@ def test_tui_attaches_to_a_running_free_play_lab_and_leaves_it_running(home: Pat
                     await pilot.pause()
                 await pilot.press("q")
                 await wait_for(pilot, lambda: isinstance(app.screen, ConfirmModal), 5, "quit modal")
-                assert "keeps running" in app.screen.message
+                assert "keeps running" in app.screen.question
                 await pilot.press("y")
                 await pilot.pause(0.5)
 

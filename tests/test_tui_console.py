@@ -17,9 +17,9 @@ from textual.widgets import Button, DataTable, Input, TextArea, Tree
 from simlab.runtime.lab import Lab
 from simlab.tui.screens.console import NodeConsoleScreen
 from simlab.tui.session import TuiSession
+from simlab.tui.widgets.confirm import ConfirmModal
 from simlab.tui.widgets.console_modals import (
     AeEditModal,
-    ConfirmModal,
     DiffModal,
     QueueEditModal,
 )

@@ -15,7 +15,8 @@ from simlab.faults.manager import FaultManager
 from simlab.runtime.lab import Lab
 from simlab.scenarios.engine import ScenarioRun
 from simlab.tui.screens.instructor import InstructorScreen
-from simlab.tui.widgets.toolbox_fault_modals import ConfirmModal, InjectFaultModal, default_params
+from simlab.tui.widgets.confirm import ConfirmModal
+from simlab.tui.widgets.toolbox_fault_modals import InjectFaultModal, default_params
 from simlab.workflow.actions import Actions
 from tests.test_tui_toolboxes import SIZE, OneScreenApp, make_session, settle, synced
 

@@ -79,10 +79,13 @@ def run(
         parsed = load_scenario(path)
     except (ScenarioFileError, FileNotFoundError) as exc:
         raise _fail(str(exc), 2) from None
-    if not headless:
-        console.print("[dim](the TUI comes with issue 6; running headless)[/]")
     root = home_of(home)
     _clear_stopped_lab(root, lab)
+    if not headless:
+        from simlab.tui.app import run_tui  # the TUI only when asked for: headless stays light
+
+        run_tui(root, lab, scenario=path)
+        return
     actor = actor or os.environ.get("SIMLAB_ACTOR", "trainee")
     try:
         the_run = ScenarioRun.start(
@@ -111,15 +114,11 @@ def run(
 def _clear_stopped_lab(root: Path, lab_id: str) -> None:
     """A scenario starts in a fresh lab; a stopped lab of the same id is replaced."""
     try:
-        old = Lab.open(root, lab_id)
-    except (LabError, ValueError):
-        return
-    if any(old.node_running(e) for e in old.manifest.nodes):
-        raise _fail(
-            f"lab {lab_id} is running; stop it (`simlab lab down --lab {lab_id}`) or use --lab"
-        )
-    console.print(f"  replacing the stopped lab {lab_id}")
-    old.destroy()
+        replaced = Lab.clear_stopped(root, lab_id)
+    except LabError as exc:
+        raise _fail(f"{exc}, or use --lab") from None
+    if replaced:
+        console.print(f"  replaced the stopped lab {lab_id}")
 
 
 def _wait(the_run: ScenarioRun, limit_seconds: float) -> None:

@@ -137,6 +137,22 @@ class Lab:
         return cls(paths, read_manifest(paths))
 
     @classmethod
+    def clear_stopped(cls, home: Path, lab_id: str) -> bool:
+        """Make room for a fresh lab of this id: a stopped one is deleted (True); a running one
+        is an error naming how to attach or stop it; none there is fine (False)."""
+        try:
+            old = cls.open(home, lab_id)
+        except (LabError, ValueError):
+            return False
+        if any(old.node_running(e) for e in old.manifest.nodes):
+            raise LabError(
+                f"lab {lab_id} is running; attach to it with `simlab tui --lab {lab_id}` "
+                f"or stop it with `simlab lab down --lab {lab_id}`"
+            )
+        old.destroy()
+        return True
+
+    @classmethod
     def open_or_create(cls, home: Path, lab_id: str) -> Lab:
         paths = LabPaths(home, lab_id)
         return cls.open(home, lab_id) if paths.manifest.exists() else cls.create(home, lab_id)

@@ -15,7 +15,7 @@ from typing import Any
 
 from faker import Faker
 
-from simlab.client.admin import AdminClient, path_part
+from simlab.client.admin import AdminApiError, AdminClient, path_part
 from simlab.runtime.lab import Lab, LabError
 from simlab.scenarios.schema import OrderSeed, Scenario
 from simlab.workflow.day import PROFILE_PROCEDURES
@@ -118,9 +118,24 @@ def place_order(
 def perform(lab: Lab, order: dict[str, Any]) -> dict[str, Any]:
     """The technologist's day: worklist, start (MPPS), acquire (C-STORE), complete (commit)."""
     modality = lab.client(order["station"], timeout=60.0)
-    modality.post("/worklist/query", {})
+    _query_until_listed(modality, order["accession"])
     proc = modality.post("/procedures/start", {"accession_number": order["accession"]})
     return _finish(modality, order, proc)
+
+
+def _query_until_listed(modality: AdminClient, accession: str, attempts: int = 3) -> None:
+    """Query the worklist until the order shows, as a technologist presses "refresh" again
+    after a slow answer (a busy RIS can miss the modality's ARTIM timer once). When it never
+    shows, the start that follows fails with the modality's own message."""
+    for attempt in range(attempts):
+        try:
+            answer = modality.post("/worklist/query", {})
+        except AdminApiError:
+            answer = {}
+        if any(i.get("accession_number") == accession for i in answer.get("items", [])):
+            return
+        if attempt + 1 < attempts:
+            time.sleep(1.0)
 
 
 def walk_in(lab: Lab, order: dict[str, Any]) -> dict[str, Any]:

@@ -23,9 +23,9 @@ from simlab.scenarios.catalog import CatalogEntry, scenario_catalog
 from simlab.tui.screens.boot import BootScreen
 from simlab.tui.screens.catalog import ScenarioCatalogScreen
 from simlab.tui.screens.dashboard import DashboardScreen, LiveFeed
-from simlab.tui.screens.lab_modals import ConfirmModal
 from simlab.tui.screens.report import ReportScreen
 from simlab.tui.session import TuiSession
+from simlab.tui.widgets.confirm import ConfirmModal
 
 DARK, LIGHT = "textual-dark", "textual-light"
 
@@ -40,10 +40,17 @@ class SimlabApp(App[None]):
         Binding("ctrl+t", "toggle_theme", "Theme"),
     ]
 
-    def __init__(self, session: TuiSession, entries: list[CatalogEntry] | None = None) -> None:
+    def __init__(
+        self,
+        session: TuiSession,
+        entries: list[CatalogEntry] | None = None,
+        start: Path | None = None,
+    ) -> None:
         super().__init__()
         self.session = session
         self.entries = entries
+        self.start = start
+        """A scenario file to boot at once (`simlab run SCENARIO`)."""
         self.theme = DARK
         self.stopping = False
 
@@ -52,6 +59,8 @@ class SimlabApp(App[None]):
         self.push_screen(ScenarioCatalogScreen(entries))
         if self.session.lab is not None:
             self.show_dashboard()
+        elif self.start is not None:
+            self._boot(self.start)
 
     # ------------------------------------------------------------------------- navigation
     def show_dashboard(self) -> None:
@@ -213,13 +222,18 @@ class SimlabApp(App[None]):
         )
 
 
-def make_app(session: TuiSession, entries: list[CatalogEntry] | None = None) -> SimlabApp:
+def make_app(
+    session: TuiSession, entries: list[CatalogEntry] | None = None, start: Path | None = None
+) -> SimlabApp:
     """The app for a session (tests hand a session under a temporary home, and catalog rows)."""
-    return SimlabApp(session, entries)
+    return SimlabApp(session, entries, start)
 
 
-def run_tui(home: Path | None = None, lab_id: str | None = None) -> None:
-    """`simlab` / `simlab tui`: open the TUI; with lab_id, attach to that lab when it runs."""
+def run_tui(
+    home: Path | None = None, lab_id: str | None = None, scenario: Path | None = None
+) -> None:
+    """`simlab` / `simlab tui`: open the TUI; with lab_id, attach to that lab when it runs;
+    with a scenario (`simlab run SCENARIO`), boot it at once."""
     session = TuiSession(home=home if home is not None else default_home())
     if lab_id:
         session.lab_id = lab_id
@@ -230,7 +244,7 @@ def run_tui(home: Path | None = None, lab_id: str | None = None) -> None:
         else:
             if not session.lab_running():
                 session.detach()
-    app = make_app(session)
+    app = make_app(session, start=scenario)
     try:
         app.run()
     finally:

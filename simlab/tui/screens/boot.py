@@ -125,18 +125,8 @@ class BootScreen(Screen[None]):
 
     def _clear_stopped_lab(self) -> None:
         """A new lab replaces a stopped one of the same id; a running one is an error."""
-        home, lab_id = self.session.home, self.session.lab_id
-        try:
-            old = Lab.open(home, lab_id)
-        except (LabError, ValueError):
-            return
-        if any(old.node_running(e) for e in old.manifest.nodes):
-            raise LabError(
-                f"lab {lab_id} is running; attach to it with `simlab tui --lab {lab_id}` "
-                f"or stop it with `simlab lab down --lab {lab_id}`"
-            )
-        self._progress(f"replacing the stopped lab {lab_id}")
-        old.destroy()
+        if Lab.clear_stopped(self.session.home, self.session.lab_id):
+            self._progress(f"replaced the stopped lab {self.session.lab_id}")
 
     def _cleanup(self) -> None:
         """Stop every node the boot started (the lab directory stays for its logs)."""

@@ -19,8 +19,8 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Label, TabbedContent, TabPane
 
+from simlab.tui.widgets.confirm import ConfirmModal
 from simlab.tui.widgets.console_backend import ActionsBackend, ConsoleBackend
-from simlab.tui.widgets.console_modals import ConfirmModal
 from simlab.tui.widgets.console_panes import (
     AePane,
     ConfigPane,

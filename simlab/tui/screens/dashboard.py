@@ -30,8 +30,9 @@ from textual.widgets.option_list import Option
 from simlab.scenarios.engine import ScenarioError, lab_error_text
 from simlab.scenarios.schema import Question
 from simlab.scenarios.submission import submit
-from simlab.tui.screens.lab_modals import ConfirmModal, SubmitModal
+from simlab.tui.screens.lab_modals import SubmitModal
 from simlab.tui.session import TuiSession
+from simlab.tui.widgets.confirm import ConfirmModal
 from simlab.tui.widgets.event_log import EventLogView
 from simlab.tui.widgets.objectives import ObjectivesView, ObjectiveView
 from simlab.tui.widgets.topology import NodeCard, NodeView, TopologyMap

@@ -26,7 +26,8 @@ from simlab.faults.base import Fault, FaultError
 from simlab.faults.catalog import load_catalog
 from simlab.faults.manager import ActiveFault, FaultManager
 from simlab.scenarios.engine import ScenarioError
-from simlab.tui.widgets.toolbox_fault_modals import ConfirmModal, InjectFaultModal, InjectRequest
+from simlab.tui.widgets.confirm import ConfirmModal
+from simlab.tui.widgets.toolbox_fault_modals import InjectFaultModal, InjectRequest
 from simlab.tui.widgets.toolbox_session import ToolboxSession, bound, compact
 
 FEED_LIMIT = 500

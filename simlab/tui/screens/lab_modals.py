@@ -7,55 +7,22 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
+from textual.widgets import Button, Input, Label, RadioButton, RadioSet
 
 from simlab.scenarios.schema import Question
 
 MODAL_CSS = """
-ConfirmModal, SubmitModal { align: center middle; }
-ConfirmModal > Vertical, SubmitModal > Vertical {
+SubmitModal { align: center middle; }
+SubmitModal > Vertical {
     width: 76; max-width: 100%; height: auto; max-height: 90%;
     border: thick $accent; background: $surface; padding: 1 2;
 }
-ConfirmModal .message { width: 100%; margin-bottom: 1; }
-ConfirmModal Horizontal, SubmitModal Horizontal { height: auto; align: right middle; }
-ConfirmModal Button, SubmitModal Button { margin-left: 2; }
+SubmitModal Horizontal { height: auto; align: right middle; }
+SubmitModal Button { margin-left: 2; }
 SubmitModal VerticalScroll { height: auto; max-height: 16; }
 SubmitModal .question { margin-top: 1; text-style: bold; }
 SubmitModal RadioSet { width: 100%; }
 """
-
-
-class ConfirmModal(ModalScreen[bool]):
-    """Ask a yes/no question; dismisses with True (y, or the yes button) or False."""
-
-    DEFAULT_CSS = MODAL_CSS
-    BINDINGS = [
-        Binding("y", "answer(True)", "Yes"),
-        Binding("n,escape", "answer(False)", "No"),
-    ]
-
-    def __init__(self, message: str, yes: str = "Yes", no: str = "No") -> None:
-        super().__init__()
-        self.message = message
-        self.yes, self.no = yes, no
-
-    def compose(self) -> ComposeResult:
-        with Vertical():
-            yield Static(self.message, classes="message", markup=False)
-            with Horizontal():
-                yield Button(f"{self.yes} (y)", id="yes", variant="primary")
-                yield Button(f"{self.no} (n)", id="no")
-
-    def on_mount(self) -> None:
-        self.query_one("#no", Button).focus()
-
-    @on(Button.Pressed)
-    def _pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id == "yes")
-
-    def action_answer(self, value: bool) -> None:
-        self.dismiss(value)
 
 
 class SubmitModal(ModalScreen[dict[str, str] | None]):

@@ -49,43 +49,6 @@ ModalScreen.console-modal TextArea { height: 14; }
 """
 
 
-class ConfirmModal(ModalScreen[bool]):
-    """A yes/no question; y/enter confirms, n/escape cancels."""
-
-    DEFAULT_CSS = MODAL_CSS
-    SCOPED_CSS = False
-
-    BINDINGS = [
-        Binding("y", "answer(True)", "Yes"),
-        Binding("n,escape", "answer(False)", "No"),
-    ]
-
-    def __init__(self, question: str, confirm_label: str = "Yes", danger: bool = False) -> None:
-        super().__init__(classes="console-modal")
-        self.question = question
-        self.confirm_label = confirm_label
-        self.danger = danger
-
-    def compose(self) -> ComposeResult:
-        with Vertical(classes="dialog"):
-            yield Label(self.question, classes="question")
-            with Horizontal(classes="buttons"):
-                yield Button(
-                    self.confirm_label, id="yes", variant="error" if self.danger else "primary"
-                )
-                yield Button("Cancel", id="no")
-
-    def on_mount(self) -> None:
-        self.query_one("#yes", Button).focus()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        event.stop()
-        self.dismiss(event.button.id == "yes")
-
-    def action_answer(self, value: bool) -> None:
-        self.dismiss(value)
-
-
 class DiffModal(ModalScreen[bool]):
     """The unified diff of a config change, to confirm before it is applied."""
 

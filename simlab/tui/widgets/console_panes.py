@@ -29,6 +29,7 @@ from textual.widgets import (
 )
 from textual.widgets.tree import TreeNode
 
+from simlab.tui.widgets.confirm import ConfirmModal
 from simlab.tui.widgets.console_backend import (
     ConsoleBackend,
     ConsoleError,
@@ -37,7 +38,6 @@ from simlab.tui.widgets.console_backend import (
 )
 from simlab.tui.widgets.console_modals import (
     AeEditModal,
-    ConfirmModal,
     DiffModal,
     QueueEditModal,
     StudyEditModal,

@@ -15,12 +15,17 @@ def poll(
     timeout: float,
     what: str,
     interval: float = 0.1,
+    *,
+    fail: bool = True,
 ) -> T:
-    """Call `fetch` until `done(value)`; fail with the last value after `timeout` seconds."""
+    """Call `fetch` until `done(value)`; after `timeout` seconds fail with the last value (or,
+    with fail=False, return it for the caller to assert on with a better message)."""
     deadline = time.monotonic() + timeout
     value = fetch()
     while not done(value):
         if time.monotonic() > deadline:
+            if not fail:
+                return value
             raise AssertionError(f"timed out waiting for {what}; last value: {value!r}")
         time.sleep(interval)
         value = fetch()

@@ -14,6 +14,7 @@ from simlab.scenarios.engine import ObjectiveStatus, ScenarioRun
 from simlab.scenarios.schema import Scenario
 from simlab.scenarios.submission import Submission, submit
 from simlab.workflow.actions import run_action
+from tests.polling import poll
 
 SOLVE_SECONDS = 90.0
 """How long a fix may take to show in the lab (queues retry, HL7 flows, images arrive)."""
@@ -33,16 +34,13 @@ def wait_for_faults(run: ScenarioRun, timeout: float = 60.0) -> None:
         for spec in [*run.scenario.faults, *run.scenario.activity]
         if not (spec.trigger.on and spec.trigger.on.event in waiting_for_trainee)
     ]
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def missing() -> list[str]:
         run.tick()
         done = set(run.state.fired) | set(run.state.activities_done)
-        missing = [i for i in pending if i not in done]
-        if not missing:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"never fired: {missing}")
-        time.sleep(0.2)
+        return [i for i in pending if i not in done]
+
+    poll(missing, lambda m: not m, timeout, "every fault and activity to fire", 0.2)
 
 
 def right_answers(scenario: Scenario) -> dict[str, str]:
@@ -65,13 +63,14 @@ def apply(run: ScenarioRun, steps: list[dict], actor: str = "trainee") -> list[s
 
 def objectives_after(run: ScenarioRun, timeout: float) -> list[ObjectiveStatus]:
     """Tick the scenario and evaluate until every objective is met or `timeout` passes."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def evaluate() -> list[ObjectiveStatus]:
         run.tick()
-        results = run.objectives(record=False)
-        if all(r.result.ok for r in results) or time.monotonic() > deadline:
-            return results
-        time.sleep(0.5)
+        return run.objectives(record=False)
+
+    return poll(
+        evaluate, lambda rs: all(r.result.ok for r in rs), timeout, "objectives", 0.5, fail=False
+    )
 
 
 QUIET_SECONDS = 3.0

@@ -8,12 +8,12 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import requires_dcmtk
+from tests.polling import poll
 
 SIMLAB = [sys.executable, "-m", "simlab"]
 
@@ -70,12 +70,14 @@ def test_a_trainee_plays_a_scenario_from_the_command_line(tmp_path: Path) -> Non
         retried = simlab(tmp_path, "admin", "queue", "ct-1", "retry")
         assert retried.returncode == 0, retried.stderr
 
-        deadline = time.monotonic() + 60
-        while True:
-            state = json.loads(simlab(tmp_path, "check", "--json").stdout)
-            if all(o["ok"] for o in state) or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
+        state = poll(
+            lambda: json.loads(simlab(tmp_path, "check", "--json").stdout),
+            lambda objectives: all(o["ok"] for o in objectives),
+            60,
+            "every objective",
+            0.5,
+            fail=False,
+        )
         assert [o["id"] for o in state if not o["ok"]] == []
 
         submitted = simlab(tmp_path, "submit", "--answer", "root_cause=a", "--json")

@@ -76,7 +76,7 @@ def load_scenario(path: Path) -> Scenario:
 def parse_scenario(text: str, filename: str = "<scenario>") -> Scenario:
     try:
         root = yaml.compose(text, Loader=ScenarioLoader)
-        data = yaml.load(text, Loader=ScenarioLoader)  # noqa: S506 - a SafeLoader subclass
+        data = _construct(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else 0
@@ -106,6 +106,15 @@ def parse_scenario(text: str, filename: str = "<scenario>") -> Scenario:
     if problems:
         raise ScenarioError(problems)
     return scenario
+
+
+def _construct(text: str) -> Any:
+    """The document as Python data, built by the safe constructor only (no Python objects)."""
+    loader = ScenarioLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 def _semantic_problems(scenario: Scenario, root: Any, filename: str) -> list[Problem]:

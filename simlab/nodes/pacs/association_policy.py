@@ -24,15 +24,12 @@ from typing import Any
 
 from pynetdicom import AE, evt
 
+from simlab.common.association_log import rejection_line
 from simlab.common.config import PacsConfig
 from simlab.common.dicom_status import (
     CONTEXT_RESULT_TEXT,
-    REJECT_RESULT_TEXT,
-    REJECT_SOURCE_TEXT,
     RejectResult,
     RejectSource,
-    UserRejectReason,
-    reject_reason_text,
 )
 from simlab.nodes.pacs.scp_common import uid_name
 
@@ -229,33 +226,9 @@ class AssociationPolicy:
         assoc = event.assoc
         with self._lock:
             self._unnegotiated.pop(assoc, None)
-        prim = assoc.acceptor.primitive
-        result = getattr(prim, "result", None)
-        source = getattr(prim, "result_source", None)
-        reason = getattr(prim, "diagnostic", None)
-        rq = assoc.requestor.primitive
-        called = str(getattr(rq, "called_ae_title", "") or "").strip()
-        calling = str(getattr(rq, "calling_ae_title", "") or assoc.requestor.ae_title).strip()
-        text = reject_reason_text(source, reason)
-        hint = ""
-        if (source, reason) == (1, UserRejectReason.CALLED_AE_NOT_RECOGNISED):
-            hint = f" (we are {self._get_config().dicom.ae_title})"
-        elif (source, reason) == (1, UserRejectReason.CALLING_AE_NOT_RECOGNISED):
-            hint = " (not in the AE table)"
-        elif (source, reason) == (3, 2):
-            hint = f" (max_associations={self._get_config().dicom.max_associations})"
+        dicom = self._get_config().dicom
         self._logger.warning(
-            "association REJECTED: %s (%s) -> %s: result %s (%s), source %s (%s), reason %s (%s)%s",
-            calling,
-            self.peer(assoc),
-            called,
-            result,
-            REJECT_RESULT_TEXT.get(result, "?"),
-            source,
-            REJECT_SOURCE_TEXT.get(source, "?"),
-            reason,
-            text or "?",
-            hint,
+            "%s", rejection_line(assoc, self.peer(assoc), dicom.ae_title, dicom.max_associations)
         )
 
     def _association_done(self, assoc: Any, how: str) -> None:

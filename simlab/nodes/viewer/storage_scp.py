@@ -24,13 +24,11 @@ from pynetdicom import AE, AllStoragePresentationContexts, _config, build_contex
 from pynetdicom.presentation import PresentationContext
 from pynetdicom.sop_class import Verification
 
+from simlab.common.association_log import rejection_line
 from simlab.common.dicom_status import (
-    REJECT_RESULT_TEXT,
-    REJECT_SOURCE_TEXT,
     Status,
     describe,
     hex_status,
-    reject_reason_text,
 )
 from simlab.common.viewer_config import ViewerConfig
 from simlab.nodes.viewer.store import StoreResult, ViewerStore
@@ -263,31 +261,10 @@ class StorageService:
         assoc = event.assoc
         with self._lock:
             self._unnegotiated.pop(assoc, None)
-        prim = assoc.acceptor.primitive
-        result = getattr(prim, "result", None)
-        source = getattr(prim, "result_source", None)
-        reason = getattr(prim, "diagnostic", None)
-        rq = assoc.requestor.primitive
-        called = str(getattr(rq, "called_ae_title", "") or "").strip()
-        calling = str(getattr(rq, "calling_ae_title", "") or assoc.requestor.ae_title).strip()
-        hint = ""
-        if (source, reason) == (1, 7):
-            hint = f" (we are {self._get_config().dicom.ae_title})"
-        elif (source, reason) == (1, 3):
-            hint = " (not in the AE table)"
         self.counters["associations_rejected"] += 1
+        dicom = self._get_config().dicom
         self._logger.warning(
-            "association REJECTED: %s (%s) -> %s: result %s (%s), source %s (%s), reason %s (%s)%s",
-            calling,
-            self._peer(assoc),
-            called,
-            result,
-            REJECT_RESULT_TEXT.get(result, "?"),
-            source,
-            REJECT_SOURCE_TEXT.get(source, "?"),
-            reason,
-            reject_reason_text(source, reason),
-            hint,
+            "%s", rejection_line(assoc, self._peer(assoc), dicom.ae_title, dicom.max_associations)
         )
 
     def _done(self, assoc: Any, how: str) -> None:

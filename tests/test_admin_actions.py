@@ -5,15 +5,19 @@ Every test leaves the lab as it found it (the department is shared by the module
 
 from __future__ import annotations
 
+import re
 import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from simlab.client import dicom_scu
 from simlab.runtime.lab import Lab
 from simlab.workflow.actions import ACTIONS, ActionError, Actions, run_action
-from tests.dicom_files import Ids, study_files
+from simlab.workflow.actions.dicom import received_dir, received_files
+from tests.dicom_files import Ids, storescu, study_files
 from tests.lab_fixtures import fault_lab  # noqa: F401 (fixture)
 from tests.polling import poll
 
@@ -316,3 +320,191 @@ def test_wrong_steps_give_clear_errors_and_are_journalled(
     if "action" in step:
         event = journal(fault_lab, step["action"])
         assert event["ok"] is False and message in event["error"]
+
+
+# ---------------------------------------------------------------- hl7.send to a typed address
+_A04_BY_ADDRESS = (
+    "MSH|^~\\&|ADMIN|WS|SIMLAB_PACS|RADIOLOGY|20240101120000||ADT^A04|ADDR1|P|2.5\r"
+    "EVN|A04|20240101120000\rPID|1||MRN-ADDR||DOE^ADDR||19800101|F\rPV1|1|O\r"
+)
+
+
+@pytest.mark.timeout(60)
+def test_hl7_send_to_host_and_port_gets_the_ack_and_is_journalled(
+    actions: Actions,
+    fault_lab: Lab,  # noqa: F811
+) -> None:
+    pacs = fault_lab.manifest.node("pacs")
+    assert pacs.hl7_port
+    sent = actions.hl7_send(host=pacs.host, port=pacs.hl7_port, message=_A04_BY_ADDRESS)
+    assert sent.ok and sent.data["ack_code"] == "AA", sent.text
+    assert sent.data["control_id"] == "ADDR1"
+    assert "MSA|AA|ADDR1" in sent.data["ack"]
+    assert sent.text.startswith(f"HL7 to {pacs.host}:{pacs.hl7_port}: ")
+    event = journal(fault_lab, "hl7.send")
+    assert event["actor"] == ACTOR and event["ok"] is True
+    assert event["args"]["host"] == pacs.host and event["args"]["port"] == pacs.hl7_port
+    assert "to" not in event["args"]
+    # the same step as a scenario writes it, to the RIS's MLLP listener
+    ris = fault_lab.manifest.node("ris")
+    assert ris.hl7_port
+    step = {"action": "hl7.send", "host": ris.host, "port": ris.hl7_port}
+    answer = run_action(fault_lab, "reference", {**step, "message": _A04_BY_ADDRESS})
+    assert answer.data["ack_code"] in ("AA", "AE", "AR"), answer.text
+    assert answer.data["control_id"] == "ADDR1"
+    assert journal(fault_lab, "hl7.send")["actor"] == "reference"
+
+
+@pytest.mark.timeout(30)
+def test_hl7_send_to_a_closed_port_fails_without_an_ack(
+    actions: Actions,
+    fault_lab: Lab,  # noqa: F811
+) -> None:
+    refused = actions.hl7_send(host="127.0.0.1", port=1, message=_A04_BY_ADDRESS, timeout=3)
+    assert not refused.ok and refused.data["ack_code"] is None
+    assert "refused" in refused.text, refused.text
+    event = journal(fault_lab, "hl7.send")
+    assert event["ok"] is False and event["args"]["port"] == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ({}, "give to (a node id) or host and port"),
+        ({"to": "pacs", "host": "127.0.0.1", "port": 2575}, "not both"),
+        ({"to": "pacs", "port": 2575}, "not both"),
+        ({"host": "127.0.0.1"}, "give both host and port"),
+        ({"port": 2575}, "give both host and port"),
+        ({"host": "127.0.0.1", "port": 0}, "port: Input should be greater than or equal to 1"),
+        ({"host": "127.0.0.1", "port": 65536}, "port: Input should be less than or equal to 65535"),
+        ({"host": "127.0.0.1", "port": "x"}, "port: Input should be a valid integer"),
+        ({"host": "", "port": 2575}, "host: String should have at least 1 character"),
+    ],
+)
+def test_hl7_send_destination_is_validated(
+    fault_lab: Lab,  # noqa: F811
+    args: dict[str, Any],
+    message: str,
+) -> None:
+    step = {"action": "hl7.send", "message": _A04_BY_ADDRESS, **args}
+    with pytest.raises(ActionError) as info:
+        run_action(fault_lab, ACTOR, step)
+    assert str(info.value).startswith("hl7.send: ")
+    assert message in str(info.value)
+    event = journal(fault_lab, "hl7.send")
+    assert event["ok"] is False and message in event["error"]
+
+
+# ---------------------------------------------------------------------------------- C-GET
+def _dumped_sop_uid(path: Path) -> str:
+    """(0008,0018) as DCMTK's dcmdump reads it from a received file (an independent reader)."""
+    out = subprocess.run(
+        ["dcmdump", "+P", "0008,0018", str(path)], capture_output=True, text=True, check=True
+    ).stdout
+    match = re.search(r"\(0008,0018\) UI \[([0-9.]+)\]", out)
+    assert match, out
+    return match.group(1)
+
+
+@pytest.mark.timeout(90)
+def test_get_client_retrieves_a_study_stored_by_dcmtk(fault_lab: Lab, tmp_path: Path) -> None:  # noqa: F811
+    pacs = fault_lab.manifest.node("pacs")
+    src = tmp_path / "src"
+    src.mkdir()
+    ids, files = study_files(src, count=3, ids=Ids(patient_id="GET-1", accession="GET1"))
+    sent = storescu(pacs, *files, aet="ADMIN_WS")
+    assert sent.returncode == 0, sent.stdout
+    out = tmp_path / "received"
+    try:
+        held = dicom_scu.find(
+            pacs.host,
+            pacs.dicom_port,
+            str(pacs.ae_title),
+            {"QueryRetrieveLevel": "IMAGE", "StudyInstanceUID": ids.study_uid},
+        )
+        assert held.ok and len(held.matches) == 3, held.text
+        result = dicom_scu.get(
+            pacs.host,
+            pacs.dicom_port,
+            str(pacs.ae_title),
+            {"StudyInstanceUID": ids.study_uid},
+            out,
+        )
+        assert result.ok and result.status == 0x0000, result.text
+        assert "0x0000 Success (3 completed, 0 failed, 0 warning); 3 files saved" in result.text
+        assert result.details["suboperations"] == {"completed": 3, "failed": 0, "warning": 0}
+        saved = sorted(out.glob("*.dcm"))
+        assert len(saved) == 3 and not list((out / ".tmp").iterdir())
+        assert all(ids.study_uid not in p.name and re.fullmatch(r"[0-9a-f]{64}\.dcm", p.name)
+                   for p in saved)  # fmt: skip
+        on_disk = {_dumped_sop_uid(p) for p in saved}
+        assert on_disk == {m["SOPInstanceUID"] for m in held.matches}
+        assert on_disk == {f["sop_instance"] for f in result.details["files"]}
+        assert {f["sop_class_name"] for f in result.details["files"]} == {"CT Image Storage"}
+    finally:
+        assert Actions(fault_lab, ACTOR).study_delete(node="pacs", study_uid=ids.study_uid).ok
+
+
+@pytest.mark.timeout(60)
+def test_get_client_rejection_and_no_match(fault_lab: Lab, tmp_path: Path) -> None:  # noqa: F811
+    pacs = fault_lab.manifest.node("pacs")
+    query = {"StudyInstanceUID": "2.25.1234567890"}
+    rejected = dicom_scu.get(pacs.host, pacs.dicom_port, "NOT_THE_PACS", query, tmp_path)
+    assert not rejected.ok and rejected.status is None
+    assert rejected.text == "rejected 1/1/7 (called AE title not recognised)"
+    echo = dicom_scu.echo(pacs.host, pacs.dicom_port, "NOT_THE_PACS")
+    assert echo.text == rejected.text  # the same words as every other SCU helper
+
+    nothing = dicom_scu.get(pacs.host, pacs.dicom_port, str(pacs.ae_title), query, tmp_path)
+    assert nothing.ok and nothing.status == 0x0000, nothing.text
+    assert nothing.details["suboperations"]["completed"] == 0
+    assert nothing.details["files"] == [] and not list(tmp_path.glob("*.dcm"))
+
+
+def test_get_client_proposes_at_most_128_contexts_with_the_scp_role() -> None:
+    contexts = dicom_scu.get_contexts(dicom_scu._GET_MODELS["study"])
+    assert len(contexts) <= dicom_scu.MAX_CONTEXTS
+    classes = {uid for uid, _ts in contexts[1:]}
+    assert set(dicom_scu.GET_STORAGE_CLASSES) == classes
+    for modality_class in ("1.2.840.10008.5.1.4.1.1.1", "1.2.840.10008.5.1.4.1.1.2",
+                           "1.2.840.10008.5.1.4.1.1.4", "1.2.840.10008.5.1.4.1.1.6.1",
+                           "1.2.840.10008.5.1.4.1.1.7", "1.2.840.10008.5.1.4.1.1.1.1"):  # fmt: skip
+        assert modality_class in classes
+
+
+@pytest.mark.timeout(90)
+def test_dicom_get_action_saves_to_the_workstation_and_is_journalled(
+    actions: Actions,
+    fault_lab: Lab,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    assert "dicom.get" in ACTIONS  # the scenario loader validates solution steps against ACTIONS
+    ids, _files = study_files(tmp_path, count=2, ids=Ids(patient_id="GET-2", accession="GET2"))
+    assert actions.dicom_store(to="pacs", files=[str(tmp_path)]).ok
+    try:
+        got = actions.dicom_get(to="pacs", level="STUDY", query={"StudyInstanceUID": ids.study_uid})
+        assert got.ok, got.text
+        assert got.text.startswith("get ADMIN_WS -> SIMLAB_PACS@") and "2 completed" in got.text
+        assert got.data["status"] == 0 and got.data["suboperations"]["completed"] == 2
+        where = received_dir(fault_lab)
+        assert where == fault_lab.paths.root / "admin_ws" / "received"
+        assert got.data["directory"] == str(where)
+        paths = {Path(f["file"]) for f in got.data["files"]}
+        assert len(paths) == 2 and all(p.parent == where and p.is_file() for p in paths)
+        assert paths <= set(received_files(fault_lab))
+        event = journal(fault_lab, "dicom.get")
+        assert event["actor"] == ACTOR and event["ok"] is True
+        assert event["args"]["query"] == {"StudyInstanceUID": ids.study_uid}
+
+        by_accession = run_action(
+            fault_lab,
+            "reference",
+            {"action": "dicom.get", "to": "pacs", "query": {"AccessionNumber": "GET2"}},
+        )
+        assert not by_accession.ok and by_accession.data["status"] == 0xA900, by_accession.text
+        event = journal(fault_lab, "dicom.get")
+        assert event["actor"] == "reference" and event["ok"] is False
+        with pytest.raises(ActionError, match="destination: unknown argument"):
+            actions.dicom_get(to="pacs", destination="VIEWER", query={})
+    finally:
+        assert actions.study_delete(node="pacs", study_uid=ids.study_uid).ok

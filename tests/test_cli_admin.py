@@ -122,3 +122,44 @@ def test_actions_lists_the_registry() -> None:
     listed = CliRunner().invoke(app, ["admin", "actions"])
     assert listed.exit_code == 0
     assert "dicom.echo" in listed.output and "from?" in listed.output
+
+
+@pytest.mark.timeout(90)
+def test_get_saves_the_study_and_prints_status_counts_and_files(
+    admin,
+    fault_lab: Lab,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    ids, files = study_files(tmp_path, count=2, ids=Ids(patient_id="CLI-G", accession="CLIG"))
+    assert admin("store", "pacs", *map(str, files)).exit_code == 0
+    try:
+        got = admin(
+            "get", "--to", "pacs", "--level", "STUDY", "-k", f"StudyInstanceUID={ids.study_uid}"
+        )
+        assert got.exit_code == 0, got.output
+        assert "get ADMIN_WS -> SIMLAB_PACS@" in got.output
+        assert "0x0000 Success" in got.output
+        assert "sub-operations: 2 completed, 0 failed, 0 warning" in got.output
+        assert "CT Image Storage" in got.output
+        event = last_action(fault_lab)
+        assert event["action"] == "dicom.get" and event["actor"] == "bob" and event["ok"]
+        assert event["args"]["level"] == "STUDY" and event["args"]["model"] == "study"
+
+        keys = ["-k", "PatientID=CLI-G", "-k", f"StudyInstanceUID={ids.study_uid}"]
+        as_json = admin("get", "pacs", "--model", "patient", "--level", "STUDY", *keys, "--json")
+        assert as_json.exit_code == 0, as_json.output
+        payload = json.loads(as_json.stdout)
+        saved = [Path(f["file"]) for f in payload["data"]["files"]]
+        assert len(saved) == 2 and all(p.is_file() for p in saved)
+        assert all(p.parent == fault_lab.paths.root / "admin_ws" / "received" for p in saved)
+
+        by_accession = admin("get", "--to", "pacs", "-k", "AccessionNumber=CLIG")
+        assert by_accession.exit_code == 1
+        assert "0xA900 Error: Data set does not match SOP class" in by_accession.output
+        assert "needs StudyInstanceUID" in by_accession.output
+
+        rejected = admin("get", "--to", "pacs", "--from", "STRANGER", "-k", "StudyInstanceUID=1.2")
+        assert rejected.exit_code == 1
+        assert "rejected 1/1/3 (calling AE title not recognised)" in rejected.output
+    finally:
+        assert admin("study-delete", "pacs", ids.study_uid).exit_code == 0

@@ -597,3 +597,160 @@ def test_console_fits_80x24_and_shows_each_tabs_bindings() -> None:
             assert not isinstance(app.screen, NodeConsoleScreen)
 
     asyncio.run(run())
+
+
+# ------------------------------------------------------------------------------ viewer tags
+@pytest.mark.timeout(180)
+def test_viewer_studies_tree_shows_the_tag_dump(lab: Lab, session: TuiSession) -> None:
+    study = store_study(lab, "MRN-VIEW", "BERG^OLA", "ACCVIEW1")
+    opened = lab.client("viewer", timeout=60).post("/studies/open", {"accession": "ACCVIEW1"})
+    assert opened["ok"] is True, opened
+    held_count = lab.client("viewer").get("/studies", accession="ACCVIEW1")[0]["instances"]
+    seen: dict[str, Any] = {}
+
+    async def run() -> None:
+        app = ConsoleApp(session, "viewer")
+        async with app.run_test(size=SIZE) as pilot:
+            screen = console(app)
+            assert [t for t, _ in screen.tabs] == ["config", "ae", "studies", "logs"]
+            pane = screen.show_tab("studies")
+            assert isinstance(pane, StudiesPane)
+            tree = pane.query_one("#studies-tree", Tree)
+
+            def study_node() -> Any:
+                for patient in tree.root.children:
+                    for node in patient.children:
+                        data = node.data or {}
+                        if data.get("study", {}).get("study_uid") == study["study_uid"]:
+                            return node
+                return None
+
+            node = await until(pilot, study_node, "the study in the viewer's tree")
+            assert "BERG^OLA" in str(node.parent.label)
+            assert "acc ACCVIEW1" in str(node.label)
+            assert f"({held_count} img)" in str(node.label)
+            node.expand()
+            await until(pilot, lambda: node.children and node.children[0].children, "series")
+            series = node.children[0]
+            assert str(series.label).startswith("series ")
+            instance = series.children[0]
+            assert instance.data["kind"] == "instance"
+            tree.focus()
+            tree.select_node(instance)
+            await until(pilot, lambda: pane.dump_lines, "the tag dump")
+            seen["sop_uid"] = instance.data["instance"]["sop_uid"]
+            seen["lines"] = list(pane.dump_lines)
+            assert f"Tags of {seen['sop_uid']}" in str(pane.query_one("#tags-title").render())
+
+    asyncio.run(run())
+    lines = seen["lines"]
+    assert "(0010,0010) PN [BERG^OLA]  # PatientName" in lines
+    assert "(0008,0050) SH [ACCVIEW1]  # AccessionNumber" in lines
+    assert f"(0008,0018) UI [{seen['sop_uid']}]  # SOPInstanceUID" in lines
+    assert not any(line.startswith("(7FE0,0010)") for line in lines)
+    held = {
+        i["sop_uid"]
+        for i in lab.client("viewer").get(f"/studies/{study['study_uid']}")["instance_list"]
+    }
+    assert seen["sop_uid"] in held
+    reads = [e for e in actions_of(lab, "api") if e["args"].get("node") == "viewer"]
+    assert any(e["args"]["path"].endswith("/dump") and e["ok"] for e in reads)
+
+
+# ------------------------------------------------------------------------------------ 80x24
+async def show_static_tags(app: ConsoleApp, pilot: Pilot[Any]) -> StudiesPane:
+    """Open the static PACS's studies tab and select its one instance (its tags show)."""
+    pane = console(app).show_tab("studies")
+    assert isinstance(pane, StudiesPane)
+    tree = pane.query_one("#studies-tree", Tree)
+    node = await until(
+        pilot, lambda: tree.root.children and tree.root.children[0].children, "the tree"
+    )
+    node[0].expand()
+    await until(pilot, lambda: node[0].children and node[0].children[0].children, "series")
+    tree.focus()
+    tree.select_node(node[0].children[0].children[0])
+    await until(pilot, lambda: pane.dump_lines, "the tags")
+    await pilot.pause()
+    return pane
+
+
+@pytest.mark.timeout(60)
+def test_console_snapshot_at_80x24(snap_compare: Any) -> None:
+    """The PACS console at 80x24: a one-row header (title cut with an ellipsis, the restart
+    button whole), the tree stacked above the full-width tags, every binding in the footer."""
+    app = ConsoleApp(None, "pacs", StaticBackend())
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        pane = await show_static_tags(app, pilot)
+        screen = console(app)
+        assert screen.has_class("-narrow")
+        tree, tags = pane.query_one("#studies-tree"), pane.query_one("#tags")
+        assert tree.region.width == tags.region.width == 80
+        assert tree.region.bottom <= tags.region.y
+        head = screen.query_one("#console-head")
+        assert head.region.height == 1
+        restart = screen.query_one("#console-restart", Button).region
+        assert restart.y == 0 and restart.right <= 80
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)
+
+
+class StaticRis(StaticBackend):
+    """A RIS with one dead message: the queue tab has the most bindings of any console tab."""
+
+    node_id = "ris"
+    role = "ris"
+    title = "RIS (ris)  AE SIMLAB_RIS  DICOM 127.0.0.1:11113  HL7 2576  admin 8043"
+
+    def queue(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": 1,
+                "destination": "pacs",
+                "type": "ADT^A04",
+                "state": "dead",
+                "attempts": 3,
+                "ack_code": "AE",
+                "ack_error_code": 101,
+                "ack_text": "Required field missing: PID-3",
+            }
+        ]
+
+
+@pytest.mark.timeout(60)
+def test_every_console_tab_at_80x24_shows_its_bindings_in_the_footer() -> None:
+    from textual.widgets import Footer
+
+    async def run() -> None:
+        for backend in (StaticBackend(), StaticRis()):
+            app = ConsoleApp(None, backend.node_id, backend)
+            async with app.run_test(size=(80, 24)) as pilot:
+                screen = console(app)
+                footer = screen.query_one(Footer)
+                assert footer.compact
+                for tab, _ in screen.tabs:
+                    pane = screen.show_tab(tab)
+                    if tab == "queue":
+                        await until(pilot, lambda p=pane: p.items, "the queue")
+                    await pilot.pause()
+                    await pilot.pause(0.1)  # the footer recomposes after the bindings change
+                    shown = [
+                        b.description
+                        for _key, (_node, b, enabled, _tip) in screen.active_bindings.items()
+                        if b.show and enabled
+                    ]
+                    palette = footer.query_one(".-command-palette").region
+                    keys = [
+                        k
+                        for k in footer.query("FooterKey")
+                        if k.region.width and not k.has_class("-command-palette")
+                    ]
+                    assert {k.description for k in keys} == set(shown), tab
+                    for key in keys:  # whole, and left of the palette key
+                        assert key.region.right <= palette.x, (tab, key.description)
+                    assert palette.right <= 80
+                    title = screen.query_one("#console-title")
+                    assert title.region.height == 1 and title.region.y == 0
+
+    asyncio.run(run())

@@ -427,20 +427,26 @@ def test_viewer_move_destination_unknown_reproduced_with_a_move_and_fixed_in_the
                 },
             )
             matches = box.last_result.data["matches"]  # type: ignore[union-attr]
-            assert len(matches) == 1 and box.query_one("#tbx-table", DataTable).row_count == 1
+            results = box.query_one("#tbx-table", DataTable)
+            assert len(matches) == 1 and results.row_count == 1
             study_uid = matches[0]["StudyInstanceUID"]
-            await back_to_dashboard(pilot, app)
-            box = await run_toolbox(
+
+            # Enter on the match: the form becomes a retrieve of it by its unique key, and
+            # the destination typed before is still there.
+            results.focus()
+            await pilot.press("enter")
+            await until(
                 pilot,
-                app,
-                "move",
-                {
-                    "#tbx-to": "pacs",
-                    "#tbx-level": "STUDY",
-                    "#tbx-query": f"StudyInstanceUID={study_uid}",
-                    "#tbx-dest": "SIMLAB_VIEWER",
-                },
+                lambda: box.form_values()["#tbx-op"] == "move",
+                "the match to become a C-MOVE",
+                5,
             )
+            form = box.form_values()
+            assert form["#tbx-query"] == f"StudyInstanceUID={study_uid}"
+            assert form["#tbx-dest"] == "SIMLAB_VIEWER" and form["#tbx-level"] == "STUDY"
+            box.last_result = None
+            await pilot.press("f5")
+            await until(pilot, lambda: box.last_result is not None, "the move result", 60, 0.1)
             assert box.last_result.ok, box.last_result.text  # type: ignore[union-attr]
             assert "0x0000" in text_of(box.query_one("#tbx-status", Static))
             await back_to_dashboard(pilot, app)

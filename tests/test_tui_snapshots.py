@@ -281,6 +281,21 @@ def test_dashboard_snapshot(snap_compare: Any, tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(60)
+def test_dashboard_snapshot_in_the_light_theme(snap_compare: Any, tmp_path: Path) -> None:
+    """ctrl+t: the same dashboard in the light theme (states still read as words)."""
+
+    async def run_before(pilot: Pilot[None]) -> None:
+        await settle(pilot)
+        await pilot.app.push_screen(DashboardScreen(StaticFeed(), live=False))
+        await settle(pilot)
+        await pilot.press("ctrl+t")
+        await settle(pilot)
+        assert pilot.app.theme == "textual-light"
+
+    assert snap_compare(app_for(tmp_path), terminal_size=SIZE, run_before=run_before)
+
+
+@pytest.mark.timeout(60)
 def test_report_snapshot(snap_compare: Any, tmp_path: Path) -> None:
     async def run_before(pilot: Pilot[None]) -> None:
         await settle(pilot)

@@ -29,7 +29,8 @@ from simlab.runtime.manifest import LabManifest, NodeEntry
 from simlab.scenarios.engine import ScenarioRun
 from simlab.tui.screens.toolbox import DicomToolboxScreen, HL7ToolboxScreen
 from simlab.tui.widgets.toolbox_hl7 import Hl7Inspector, field_value
-from simlab.workflow.actions import Actions
+from simlab.workflow.actions import ActionResult, Actions
+from tests.dicom_files import Ids, study_files
 
 SIZE = (100, 32)
 
@@ -267,6 +268,39 @@ async def test_a_typed_address_needs_host_and_port(lab: Lab) -> None:
         assert "Success" in status, status
 
 
+@pytest.mark.timeout(90)
+@synced
+async def test_get_lists_the_received_files_then_dump_shows_one(lab: Lab, tmp_path: Path) -> None:
+    ids, _files = study_files(tmp_path, count=2, ids=Ids(patient_id="TBX-GET", accession="TBXG"))
+    assert Actions(lab, "test").dicom_store(to="pacs", files=[str(tmp_path)]).ok
+    app = OneScreenApp(lambda: DicomToolboxScreen(make_session(lab)))
+    async with app.run_test(size=SIZE) as pilot:
+        screen = pilot.app.screen
+        assert isinstance(screen, DicomToolboxScreen)
+        status = await run_dicom(
+            pilot, "get", to="pacs", model="study", query=f"StudyInstanceUID={ids.study_uid}"
+        )
+        assert status.startswith("✔") and "0x0000 Success (2 completed" in status, status
+        rows = table_rows(screen, "#tbx-table")
+        received = {f["sop_instance"] for f in screen.last_result.data["files"]}  # type: ignore[union-attr]
+        assert len(rows) == 2 and {r[2] for r in rows} == received, rows
+        assert {r[1] for r in rows} == {"CT Image Storage"}
+
+        screen.query_one("#tbx-op", Select).value = "dump"
+        await pilot.pause()
+        choices = screen.query_one("#tbx-received", Select)
+        assert choices.display and choices.value is not Select.NULL
+        assert screen.query_one("#tbx-files", Input).value == ""
+        await pilot.press("f5")
+        await settle(pilot)
+        assert status_of(screen, "#tbx-status").startswith("✔")
+        dumped = {row[0]: row[3] for row in table_rows(screen, "#tbx-table") if row[0]}
+        assert dumped["(0008,0018)"] in received, dumped
+    last = [e for e in lab.events.read() if e["kind"] == "action"][-1]
+    assert last["action"] == "dicom.get" and last["actor"] == "trainee" and last["ok"] is True
+    assert Actions(lab, "test").study_delete(node="pacs", study_uid=ids.study_uid).ok
+
+
 # ----------------------------------------------------------------------------- HL7
 
 
@@ -379,8 +413,41 @@ def test_dicom_toolbox_snapshot(snap_compare: Any, tmp_path: Path) -> None:
     session = static_session(tmp_path)
 
     async def fill(pilot: Pilot[Any]) -> None:
-        pilot.app.screen.query_one("#tbx-op", Select).value = "find"
-        pilot.app.screen.query_one("#tbx-query", TextArea).text = "PatientName=DOE*\nModality=CT"
+        screen = pilot.app.screen
+        assert isinstance(screen, DicomToolboxScreen)
+        screen.query_one("#tbx-op", Select).value = "find"
+        screen.query_one("#tbx-level", Select).value = "STUDY"
+        screen.query_one("#tbx-query", TextArea).text = "PatientName=DOE*\nModalitiesInStudy=CT"
+        await pilot.pause()
+        # A fixed answer, as a C-FIND to the PACS returns it (no UID, port or time that varies).
+        matches = [
+            {
+                "QueryRetrieveLevel": "STUDY",
+                "PatientName": name,
+                "PatientID": pid,
+                "StudyDate": date,
+                "AccessionNumber": acc,
+                "ModalitiesInStudy": "CT",
+                "StudyInstanceUID": f"1.2.826.0.1.3680043.2.1125.{n}",
+            }
+            for n, (name, pid, date, acc) in enumerate(
+                [
+                    ("DOE^JANE", "MRN-1001", "20261123", "ACC000002"),
+                    ("DOE^JOHN", "MRN-1002", "20261120", "ACC000001"),
+                ],
+                1,
+            )
+        ]
+        screen._last_op = "find"
+        screen._show(
+            "find",
+            ActionResult(
+                "dicom.find",
+                True,
+                "find ADMIN_WS -> SIMLAB_PACS: 0x0000 Success, 2 match(es)",
+                {"status": 0, "matches": matches},
+            ),
+        )
         await pilot.pause()
 
     app = OneScreenApp(lambda: DicomToolboxScreen(session))

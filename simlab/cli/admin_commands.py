@@ -394,6 +394,72 @@ def move(
 
 
 @app.command()
+def get(
+    node: Annotated[str | None, typer.Argument(help="Node id (or use --to).")] = None,
+    to: Annotated[str | None, typer.Option("--to", help="Node id, e.g. pacs.")] = None,
+    key: KeysOpt = None,
+    level: Annotated[str, typer.Option(help="PATIENT, STUDY, SERIES or IMAGE.")] = "STUDY",
+    model: Annotated[str, typer.Option(help="study or patient (root).")] = "study",
+    from_: FromOpt = "ADMIN_WS",
+    timeout: TimeoutOpt = 60.0,
+    lab: LabOpt = "default",
+    home: HomeOpt = None,
+    actor: ActorOpt = "trainee",
+    as_json: JsonOpt = False,
+) -> None:
+    """C-GET to this workstation, e.g. `simlab admin get --to pacs -k StudyInstanceUID=1.2.3`.
+
+    The objects come back on the same association and are saved in the lab's
+    admin_ws/received/ directory; prints the final status, the sub-operation counts and the files.
+    """
+    if node and to and node != to:
+        raise typer.BadParameter(f"two targets: {node} and --to {to}", param_hint="--to")
+    target = to or node
+    if not target:
+        raise typer.BadParameter("say which node to retrieve from", param_hint="--to")
+    step = {
+        "from": from_,
+        "to": target,
+        "model": model.lower(),
+        "level": level.upper(),
+        "query": _pairs(key, "-k"),
+        "timeout": timeout,
+    }
+    the_lab = open_lab(home, lab)
+    try:
+        result = Actions(the_lab, actor).perform("dicom.get", step)
+    except ActionError as exc:
+        err_console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps(result.as_dict(), indent=2, ensure_ascii=False, default=str))
+    else:
+        data = result.data if isinstance(result.data, dict) else {}
+        typer.echo(result.text)
+        counts = data.get("suboperations") or {}
+        if counts:
+            typer.echo(
+                "sub-operations: "
+                + ", ".join(f"{counts.get(k, 0)} {k}" for k in ("completed", "failed", "warning"))
+            )
+        files = data.get("files") or []
+        if files:
+            table = Table(title=f"saved in {data.get('directory', '')}")
+            for column in ("File", "SOP Class", "SOP Instance UID"):
+                table.add_column(column, overflow="fold")
+            for row in files:
+                table.add_row(
+                    Path(row["file"]).name,
+                    row.get("sop_class_name") or row.get("sop_class", ""),
+                    row.get("sop_instance", ""),
+                )
+            console.print(table)
+    if not result.ok:
+        err_console.print(f"[red]failed:[/] {result.text}")
+        raise typer.Exit(1)
+
+
+@app.command()
 def store(
     node: NodeArg,
     files: Annotated[list[Path], typer.Argument(help="DICOM files or directories.")],
@@ -533,15 +599,32 @@ def queue(
 # ------------------------------------------------------------------------------------ HL7
 @app.command("hl7-send")
 def hl7_send(
-    node: NodeArg,
-    source: Annotated[str, typer.Argument(metavar="FILE|-", help="The message ('-': stdin).")],
+    node: Annotated[
+        str | None,
+        typer.Argument(metavar="NODE", help="Node id, e.g. pacs (leave out with --host/--port)."),
+    ] = None,
+    source: Annotated[
+        str | None, typer.Argument(metavar="FILE|-", help="The message ('-': stdin).")
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option("--host", help="Send to this address instead of a node.")
+    ] = None,
+    port: Annotated[int | None, typer.Option("--port", help="MLLP port (with --host).")] = None,
     timeout: TimeoutOpt = 10.0,
     lab: LabOpt = "default",
     home: HomeOpt = None,
     actor: ActorOpt = "trainee",
     as_json: JsonOpt = False,
 ) -> None:
-    """Send one HL7 message to a node's MLLP port and print the ACK."""
+    """Send one HL7 message to a node's MLLP port (or --host/--port) and print the ACK.
+
+    simlab admin hl7-send pacs msg.hl7 · simlab admin hl7-send --host 127.0.0.1 --port 2575 -
+    """
+    if source is None and (host is not None or port is not None):
+        node, source = None, node
+    if source is None:
+        err_console.print("[red]error:[/] give the message: FILE or - (stdin)")
+        raise typer.Exit(2)
     _run(
         lab,
         home,
@@ -549,6 +632,8 @@ def hl7_send(
         "hl7.send",
         as_json,
         to=node,
+        host=host,
+        port=port,
         message=_read_text(source),
         timeout=timeout,
     )

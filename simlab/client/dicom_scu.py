@@ -1,15 +1,16 @@
 """DICOM SCU helpers the lab side runs as the administrator's workstation (AE title ADMIN_WS).
 
-What `echoscu`, `findscu`, `movescu` and `storescu` do, from Python, for `simlab admin`, the TUI
-and scenario reference solutions. A protocol failure is an answer, not an exception: every helper
-returns a DicomResult with the real code (A-ASSOCIATE-RJ result/source/reason, PS3.8 9.3.4;
-DIMSE status, PS3.7 Annex C) in its text, and every timer is set so a hung peer shows as
-"timeout" instead of a hung tool.
+What `echoscu`, `findscu`, `movescu`, `getscu` and `storescu` do, from Python, for `simlab
+admin`, the TUI and scenario reference solutions. A protocol failure is an answer, not an
+exception: every helper returns a DicomResult with the real code (A-ASSOCIATE-RJ result/source/
+reason, PS3.8 9.3.4; DIMSE status, PS3.7 Annex C) in its text, and every timer is set so a hung
+peer shows as "timeout" instead of a hung tool.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import threading
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -18,13 +19,27 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
+from pydicom.uid import UID
 from pydicom.valuerep import PersonName
+from pynetdicom import build_role, evt
 from pynetdicom.sop_class import (  # type: ignore[attr-defined]
+    ComputedRadiographyImageStorage,
+    CTImageStorage,
+    DigitalXRayImageStorageForPresentation,
+    DigitalXRayImageStorageForProcessing,
+    EnhancedCTImageStorage,
+    EnhancedMRImageStorage,
     ModalityWorklistInformationFind,
+    MRImageStorage,
     PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelGet,
     PatientRootQueryRetrieveInformationModelMove,
+    SecondaryCaptureImageStorage,
     StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelMove,
+    UltrasoundImageStorage,
+    UltrasoundMultiFrameImageStorage,
 )
 
 from simlab.common.dicom_association import (
@@ -34,6 +49,9 @@ from simlab.common.dicom_association import (
     status_text,
     verify,
 )
+from simlab.common.dicom_status import CONTEXT_RESULT_TEXT, Status
+from simlab.common.durable_files import write_durably
+from simlab.common.safe_paths import hashed_name
 
 ADMIN_WS = "ADMIN_WS"
 """The administrator workstation's AE title (known to the lab's PACS, RIS and viewer)."""
@@ -48,6 +66,46 @@ _MOVE_MODELS = {
     "study": StudyRootQueryRetrieveInformationModelMove,
     "patient": PatientRootQueryRetrieveInformationModelMove,
 }
+_GET_MODELS = {
+    "study": StudyRootQueryRetrieveInformationModelGet,
+    "patient": PatientRootQueryRetrieveInformationModelGet,
+}
+GET_STORAGE_CLASSES: tuple[str, ...] = (
+    CTImageStorage,
+    EnhancedCTImageStorage,
+    MRImageStorage,
+    EnhancedMRImageStorage,
+    ComputedRadiographyImageStorage,
+    DigitalXRayImageStorageForPresentation,
+    DigitalXRayImageStorageForProcessing,
+    UltrasoundImageStorage,
+    UltrasoundMultiFrameImageStorage,
+    SecondaryCaptureImageStorage,
+)
+"""Storage SOP classes a C-GET offers to receive (the SCP role, PS3.4 C.4.3): CT, MR, CR, DX,
+US and SC — every class the lab's modalities (CR, CT, MR, US) and test tools produce."""
+GET_UNCOMPRESSED = (
+    "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
+    "1.2.840.10008.1.2",  # Implicit VR Little Endian
+    "1.2.840.10008.1.2.2",  # Explicit VR Big Endian
+)
+GET_COMPRESSED = (
+    "1.2.840.10008.1.2.1.99",  # Deflated Explicit VR Little Endian
+    "1.2.840.10008.1.2.4.50",  # JPEG Baseline
+    "1.2.840.10008.1.2.4.51",  # JPEG Extended
+    "1.2.840.10008.1.2.4.57",  # JPEG Lossless
+    "1.2.840.10008.1.2.4.70",  # JPEG Lossless SV1
+    "1.2.840.10008.1.2.4.80",  # JPEG-LS Lossless
+    "1.2.840.10008.1.2.4.81",  # JPEG-LS Near-lossless
+    "1.2.840.10008.1.2.4.90",  # JPEG 2000 Lossless
+    "1.2.840.10008.1.2.4.91",  # JPEG 2000
+    "1.2.840.10008.1.2.5",  # RLE Lossless
+)
+"""A retrieved object keeps the transfer syntax it was archived in: each storage class is
+proposed uncompressed (one context) and in each compressed syntax (one context each), so the
+peer finds a context for whatever it holds without transcoding."""
+MAX_CONTEXTS = 128
+"""PS3.8 9.3.2.2: at most 128 presentation contexts per association."""
 _DEFAULT_LEVEL = {"study": "STUDY", "patient": "PATIENT"}
 _RETURN_KEYS = {
     "PATIENT": ("PatientName", "PatientID", "PatientBirthDate", "PatientSex"),
@@ -205,6 +263,147 @@ def move(
     text = status_text(final) + (f" ({sub})" if sub else "")
     ok = final == 0x0000 and not counts.get("failed")
     return DicomResult(ok, final, text, details={"suboperations": counts})
+
+
+def get(
+    host: str,
+    port: int,
+    called_ae: str,
+    query: Mapping[str, Any],
+    directory: Path | str,
+    model: Literal["study", "patient"] = "study",
+    calling_ae: str = ADMIN_WS,
+    timeout: float = 30.0,
+) -> DicomResult:
+    """C-GET (`getscu -od directory`): the matches come back on the same association.
+
+    The requester proposes the Q/R GET context and the storage contexts of GET_STORAGE_CLASSES
+    with SCP/SCU Role Selection (it is the Storage SCP, PS3.4 C.4.3, PS3.7 D.3.3.4), and writes
+    each C-STORE sub-operation durably into `directory` (temp file, fsync, rename; the name is a
+    hash of the SOP Instance UID, never the UID) before answering 0x0000 (0xA700 when the write
+    fails). details carries the sub-operation counts and the files received.
+    """
+    if model not in _GET_MODELS:
+        return DicomResult(False, None, f"C-GET has no {model!r} model")
+    try:
+        identifier = build_identifier(query, model, return_keys=False)
+    except (ValueError, TypeError) as exc:
+        return DicomResult(False, None, f"bad query: {exc}")
+    target = Path(directory)
+    try:
+        (target / ".tmp").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return DicomResult(False, None, f"cannot create {target}: {exc.strerror or exc}")
+    get_model = _GET_MODELS[model]
+    ae = new_ae(calling_ae, Timeouts.uniform(timeout))
+    for cx in get_contexts(get_model):
+        ae.add_requested_context(cx[0], list(cx[1]))
+    roles = [build_role(uid, scp_role=True) for uid in GET_STORAGE_CLASSES]
+    received: list[dict[str, Any]] = []
+    handler = _storage_handler(target, received)
+    attempt = associate(ae, host, port, called_ae, [(evt.EVT_C_STORE, handler)], roles)
+    if not attempt.ok:
+        return DicomResult(False, None, attempt.error)
+    assoc = attempt.assoc
+    final: int | None = None
+    counts: dict[str, int] = {}
+    comment = ""
+    try:
+        refused = _refused_context(assoc, get_model)
+        if refused:
+            return DicomResult(False, None, refused)
+        for status, _identifier in assoc.send_c_get(identifier, get_model):
+            code = getattr(status, "Status", None)
+            if code is None:
+                break
+            final = int(code)
+            comment = str(status.get("ErrorComment", "") or "")
+            for key in ("Completed", "Failed", "Warning", "Remaining"):
+                value = status.get(f"NumberOf{key}Suboperations")
+                if value is not None:
+                    counts[key.lower()] = int(value)
+    finally:
+        if assoc.is_established:
+            assoc.release()
+    files = list(received)
+    details: dict[str, Any] = {"suboperations": counts, "files": files, "directory": str(target)}
+    if final is None:
+        return DicomResult(
+            False, None, "timeout (no C-GET response) or association aborted", details=details
+        )
+    for key in ("completed", "failed", "warning"):
+        counts.setdefault(key, 0)
+    counts.pop("remaining", None)
+    sub = ", ".join(f"{counts[k]} {k}" for k in ("completed", "failed", "warning"))
+    text = f"{status_text(final)} ({sub}); {len(files)} file{'s' if len(files) != 1 else ''} saved"
+    if comment and final != 0x0000:
+        text += f"; {comment}"
+    ok = final == 0x0000 and not counts.get("failed")
+    return DicomResult(ok, final, text, details=details)
+
+
+def get_contexts(get_model: str) -> list[tuple[str, tuple[str, ...]]]:
+    """(abstract syntax, transfer syntaxes) a C-GET proposes: the GET model, then each storage
+    class uncompressed and in each compressed syntax; never more than MAX_CONTEXTS."""
+    contexts: list[tuple[str, tuple[str, ...]]] = [(get_model, GET_UNCOMPRESSED)]
+    for uid in GET_STORAGE_CLASSES:
+        contexts.append((uid, GET_UNCOMPRESSED))
+    for uid in GET_STORAGE_CLASSES:
+        contexts.extend((uid, (ts,)) for ts in GET_COMPRESSED)
+    if len(contexts) > MAX_CONTEXTS:  # pragma: no cover - a wrong edit of the lists above
+        raise AssertionError(f"{len(contexts)} presentation contexts > {MAX_CONTEXTS}")
+    return contexts
+
+
+def _refused_context(assoc: Any, abstract_syntax: str) -> str:
+    """The PS3.8 9.3.3.2 text when the peer accepted the association but not this context."""
+    if any(cx.abstract_syntax == abstract_syntax for cx in assoc.accepted_contexts):
+        return ""
+    results = sorted(
+        {
+            f"{cx.abstract_syntax.name}: {CONTEXT_RESULT_TEXT.get(cx.result, cx.result)}"
+            for cx in assoc.rejected_contexts
+            if cx.abstract_syntax == abstract_syntax
+        }
+    )
+    return (
+        "no presentation context accepted ("
+        + "; ".join(results or [f"{UID(abstract_syntax).name}: not accepted"])
+        + ")"
+    )
+
+
+def _storage_handler(directory: Path, received: list[dict[str, Any]]) -> Callable[[Any], int]:
+    """EVT_C_STORE handler of a C-GET: write durably first, then answer (PS3.4 B.2.3)."""
+    lock = threading.Lock()
+
+    def handle(event: Any) -> int:
+        request = event.request
+        sop_class = str(request.AffectedSOPClassUID or "")
+        sop_instance = str(request.AffectedSOPInstanceUID or "")
+        try:
+            data = event.encoded_dataset(include_meta=True)
+        except (AttributeError, ValueError, KeyError):
+            return int(Status.CANNOT_UNDERSTAND)
+        final = directory / hashed_name(sop_instance, ".dcm")
+        try:
+            size = write_durably(directory / ".tmp", final, [data], directory)
+        except OSError:
+            return int(Status.OUT_OF_RESOURCES)
+        with lock:
+            received.append(
+                {
+                    "file": str(final),
+                    "sop_class": sop_class,
+                    "sop_class_name": UID(sop_class).name if sop_class else "",
+                    "sop_instance": sop_instance,
+                    "transfer_syntax": str(event.context.transfer_syntax),
+                    "size": size,
+                }
+            )
+        return int(Status.SUCCESS)
+
+    return handle
 
 
 def store(

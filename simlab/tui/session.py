@@ -40,6 +40,8 @@ class TuiSession:
     """Every admin action of the TUI goes through this (journalled as `actor`)."""
     started_here: bool = False
     """True when this TUI started the lab (so quitting stops it)."""
+    forms: dict[str, dict[str, str]] = field(default_factory=dict)
+    """The last values of each toolbox form, so reopening a toolbox does not mean retyping."""
 
     # ----------------------------------------------------------------------- binding a lab
     def attach(self, lab: Lab, run: ScenarioRun | None, started_here: bool) -> None:
@@ -49,6 +51,7 @@ class TuiSession:
         self.run = run
         self.actions = Actions(lab, self.actor)
         self.started_here = started_here
+        self.forms.clear()
 
     def detach(self) -> None:
         self.lab = None

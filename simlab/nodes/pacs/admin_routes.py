@@ -3,20 +3,18 @@
 Health, config, reload, AE table and log are the routes every node shares
 (simlab/common/standard_routes.py); these are the PACS's own: studies (list, detail, edit, split,
 migrate to another storage directory, delete), patients, orders, HL7, and a dcmdump-like view of
-one archived instance (`GET /instances/{sop_uid}/dump`, header only, never the pixel data).
+one archived instance (`GET /instances/{sop_uid}/dump`, header only, never the pixel data;
+the lines are simlab/common/dicom_dump.py's, as the viewer's).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pydicom
-from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.multival import MultiValue
 
 from simlab.common.admin_server import ApiError, Request, Route
+from simlab.common.dicom_dump import dump_lines
 from simlab.common.standard_routes import (
     ae_table_routes,
     config_routes,
@@ -181,48 +179,3 @@ def build_routes(node: PacsNode) -> list[Route]:
         Route("GET", "/instances/{sop_uid}/dump", instance_dump),
         Route("GET", "/stats", stats),
     ]
-
-
-DUMP_VALUE_CHARS = 120
-"""A value longer than this is cut in a dump line (with its length shown)."""
-
-
-def dump_lines(path: Path) -> list[str]:
-    """The file's meta header and dataset as dcmdump-like lines, without the pixel data:
-    `(0010,0010) PN [MÜLLER^ANNA]  # PatientName`; sequences nest their items indented."""
-    ds = pydicom.dcmread(path, stop_before_pixels=True)
-    lines = ["# File Meta Information"]
-    lines += _dump(ds.file_meta, 0) if ds.file_meta is not None else []
-    lines += ["# Dataset (pixel data not shown)"]
-    return lines + _dump(ds, 0)
-
-
-def _dump(ds: Dataset, depth: int) -> list[str]:
-    pad = "  " * depth
-    out = []
-    for elem in ds:
-        tag = f"({elem.tag.group:04X},{elem.tag.element:04X})"
-        name = elem.keyword or elem.name
-        if elem.VR == "SQ":
-            items = elem.value or []
-            out.append(f"{pad}{tag} SQ (Sequence with {len(items)} item(s))  # {name}")
-            for n, item in enumerate(items, 1):
-                out.append(f"{pad}  (FFFE,E000) na (Item #{n})")
-                out += _dump(item, depth + 2)
-            continue
-        out.append(f"{pad}{tag} {elem.VR} {_dump_value(elem.value)}  # {name}")
-    return out
-
-
-def _dump_value(value: Any) -> str:
-    if value is None or value == "":
-        return "(no value)"
-    if isinstance(value, bytes):
-        return f"({len(value)} bytes)"
-    if isinstance(value, list | tuple | MultiValue):
-        text = "\\".join(str(v) for v in value)
-    else:
-        text = str(value)
-    if len(text) > DUMP_VALUE_CHARS:
-        text = text[:DUMP_VALUE_CHARS] + f"… ({len(text)} chars)"
-    return f"[{text}]"

@@ -1,4 +1,6 @@
-"""The viewer's admin API: open a study, the reading list, config, AE table, log, statistics.
+"""The viewer's admin API: open a study, the reading list, config, AE table, log, statistics,
+and a dcmdump-like view of one cached instance (`GET /instances/{sop_uid}/dump`, the same lines
+as the PACS's, from simlab/common/dicom_dump.py; the file is found through the viewer's index).
 
 Every change goes through the config model (validated), is persisted atomically and applied
 live; the node log records it. Health, config, reload, AE table and log are the routes every
@@ -10,7 +12,10 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from pydicom.errors import InvalidDicomError
+
 from simlab.common.admin_server import ApiError, Request, Route
+from simlab.common.dicom_dump import dump_lines
 from simlab.common.standard_routes import (
     ae_table_routes,
     config_routes,
@@ -160,6 +165,16 @@ def build_routes(node: ViewerNode) -> list[Route]:
         node.logger.info("study %s marked read", uid)
         return {"study_uid": uid, "state": "read"}
 
+    def instance_dump(req: Request) -> dict[str, Any]:
+        uid = req.params["sop_uid"]
+        path = node.store.file_of(uid)
+        if path is None:
+            raise ApiError(404, f"no instance {uid} on this viewer")
+        try:
+            return {"sop_uid": uid, "lines": dump_lines(path)}
+        except (InvalidDicomError, OSError, ValueError) as exc:
+            raise ApiError(500, f"cannot read the file of {uid}: {exc}") from None
+
     def stats(_req: Request) -> dict[str, Any]:
         out = node.store.stats()
         out["dicom"] = dict(node.storage.counters)
@@ -184,5 +199,6 @@ def build_routes(node: ViewerNode) -> list[Route]:
         Route("DELETE", "/studies/{uid}", delete_study),
         Route("GET", "/reading-list", reading_list),
         Route("POST", "/reading-list/{uid}/read", mark_read),
+        Route("GET", "/instances/{sop_uid}/dump", instance_dump),
         Route("GET", "/stats", stats),
     ]

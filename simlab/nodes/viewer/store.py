@@ -370,6 +370,21 @@ class ViewerStore:
             )
         return cur.rowcount > 0
 
+    def file_of(self, sop_uid: str) -> Path | None:
+        """The cached file of an instance, found by its index row (never built from the UID);
+        None when the viewer does not hold it, its file is gone, or the row points outside."""
+        with self._lock:
+            row = self.db.execute(
+                "SELECT path FROM instances WHERE sop_uid = ?", (sop_uid,)
+            ).fetchone()
+        if row is None:
+            return None
+        try:
+            path = ensure_inside(self.objects_dir, self.objects_dir / row["path"])
+        except ValueError:
+            return None
+        return path if path.is_file() else None
+
     def delete_study(self, study_uid: str) -> int:
         """Remove a study's files and rows; returns the number of instances removed."""
         with self._lock:

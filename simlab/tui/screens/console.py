@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
@@ -33,6 +34,8 @@ from simlab.tui.widgets.console_panes import (
 STUDY_ROLES = ("pacs", "viewer")
 QUEUE_ROLES = ("ris", "modality")
 AE_ROLES = ("pacs", "ris", "viewer")
+NARROW = 100
+"""Screens narrower than this (80x24 terminals) get the compact layout."""
 
 
 def console_tabs(role: str) -> list[tuple[str, str]]:
@@ -55,7 +58,7 @@ class NodeConsoleScreen(Screen[None]):
     BINDINGS = [
         Binding("escape", "close", "Back"),
         Binding("f5", "refresh_tab", "Refresh"),
-        Binding("ctrl+r", "restart", "Restart node"),
+        Binding("ctrl+r", "restart", "Restart", tooltip="Restart this node (asks first)"),
         Binding("alt+left", "tab(-1)", "Prev tab", show=False),
         Binding("alt+right", "tab(1)", "Next tab", show=False),
         Binding("ctrl+s", "pane('apply')", "Apply"),
@@ -78,7 +81,7 @@ class NodeConsoleScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         with Horizontal(id="console-head"):
             yield Label(f"[b]{self.node_id}[/b]  {self.backend.title}", id="console-title")
-            yield Button("Restart…", id="console-restart", variant="error")
+            yield Button("Restart…", id="console-restart", variant="error", compact=True)
         panes: dict[str, type[ConsolePane]] = {
             "config": ConfigPane,
             "ae": AePane,
@@ -95,6 +98,17 @@ class NodeConsoleScreen(Screen[None]):
     def on_mount(self) -> None:
         self.title = f"Console: {self.node_id}"
         self.pane("config").ensure_loaded()
+        self._fit(self.size.width)
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._fit(event.size.width)
+
+    def _fit(self, width: int) -> None:
+        """Below NARROW columns (80x24) the footer packs its keys closer so every binding of
+        the tab shows, and the studies pane stacks the tree above the tags."""
+        narrow = width < NARROW
+        self.set_class(narrow, "-narrow")
+        self.query_one(Footer).compact = narrow
 
     def pane(self, tab_id: str) -> ConsolePane:
         return self.query_one(f"#pane-{tab_id}", ConsolePane)

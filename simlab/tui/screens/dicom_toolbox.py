@@ -1,14 +1,17 @@
-"""The DICOM toolbox: echo, find (Q/R and worklist), move, store, a test image, dump a file.
+"""The DICOM toolbox: echo, find (Q/R and worklist), move, get, store, a test image, dump a file.
 
-What `echoscu`, `findscu`, `movescu`, `storescu` and `dcmdump` do, from the administrator's
-workstation (calling AE ADMIN_WS) or from a node of the lab, to a node or to an address the
-trainee types. Every network operation goes through the journalled actions (`dicom.echo`,
-`dicom.find`, `dicom.move`, `dicom.store`) so scoring sees it, and runs in a thread worker; the
-result shows the real codes: A-ASSOCIATE-RJ result/source/reason, the DIMSE status, the matches.
+What `echoscu`, `findscu`, `movescu`, `getscu`, `storescu` and `dcmdump` do, from the
+administrator's workstation (calling AE ADMIN_WS) or from a node of the lab, to a node or to an
+address the trainee types. Every network operation goes through the journalled actions
+(`dicom.echo`, `dicom.find`, `dicom.move`, `dicom.get`, `dicom.store`) so scoring sees it, and runs
+in a thread worker; the result shows the real codes: A-ASSOCIATE-RJ result/source/reason, the
+DIMSE status, the matches, the files a C-GET brought back. Those files are on the workstation's
+disk (the lab's admin_ws/received/), and "Dump a file" offers them, newest first, beside a path.
 """
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +32,16 @@ from textual.widgets import (
     Static,
     TextArea,
 )
+from textual.widgets.select import InvalidSelectValueError
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from simlab.client.dicom_scu import ADMIN_WS
-from simlab.tui.widgets.toolbox_dicom_files import DumpRow, dump, write_test_image
+from simlab.tui.widgets.toolbox_dicom_files import (
+    DumpRow,
+    dump,
+    received_choices,
+    write_test_image,
+)
 from simlab.tui.widgets.toolbox_session import ToolboxSession, bound, compact, parse_key_values
 from simlab.workflow.actions import ActionError, ActionResult
 
@@ -42,21 +51,47 @@ OPERATIONS = (
     ("Echo (C-ECHO)", "echo"),
     ("Find (C-FIND)", "find"),
     ("Move (C-MOVE)", "move"),
+    ("Get (C-GET)", "get"),
     ("Store files (C-STORE)", "store"),
     ("Send a test image", "test"),
     ("Dump a file", "dump"),
 )
-"""C-GET is not offered: the lab's SCU client has no get (use C-MOVE)."""
+"""Get (C-GET) retrieves to the workstation itself on the same association (it is the Storage
+SCP there, SCP/SCU role selection): no destination AE to configure, the files land in the lab's
+admin_ws/received/ and "Dump a file" lists them."""
 NEEDS = {
     "echo": {"peer"},
     "find": {"peer", "model", "query"},
     "move": {"peer", "model", "query", "destination"},
+    "get": {"peer", "model", "query"},
     "store": {"peer", "files"},
     "test": {"peer"},
-    "dump": {"files"},
+    "dump": {"files", "received"},
 }
 """Which groups of the form each operation uses."""
 MAX_COLUMNS = 8
+FORM_FIELDS = (
+    "#tbx-op",
+    "#tbx-from",
+    "#tbx-to",
+    "#tbx-called",
+    "#tbx-host",
+    "#tbx-port",
+    "#tbx-model",
+    "#tbx-level",
+    "#tbx-dest",
+    "#tbx-query",
+    "#tbx-files",
+)
+"""The form's fields, remembered in the session between two openings of the toolbox."""
+UNIQUE_KEYS = {
+    "PATIENT": ("PatientID",),
+    "STUDY": ("StudyInstanceUID",),
+    "SERIES": ("StudyInstanceUID", "SeriesInstanceUID"),
+    "IMAGE": ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"),
+}
+"""What names a match for a retrieve: the unique key of its level and of the levels above it
+(PS3.4 C.4.2.2.1 / C.4.3.2.1: a C-MOVE or C-GET identifier holds unique keys only)."""
 
 
 class DicomToolboxScreen(Screen[None]):
@@ -78,6 +113,7 @@ class DicomToolboxScreen(Screen[None]):
         self.lab, self.actions = bound(session)
         self._worker: Worker[None] | None = None
         self.last_result: ActionResult | list[DumpRow] | None = None
+        self._last_op = ""
         """What the last operation came to (for tests and for a future 'copy' action)."""
 
     # ------------------------------------------------------------------------------ layout
@@ -138,6 +174,9 @@ class DicomToolboxScreen(Screen[None]):
                 with Vertical(id="grp-files", classes="grp"):
                     yield Label("File(s) (paths, space-separated)")
                     yield Input(placeholder="/path/to/file.dcm", compact=True, id="tbx-files")
+                with Vertical(id="grp-received", classes="grp"):
+                    yield Label("or a C-GET file (newest first)")
+                    yield Select([], prompt="no received files", compact=True, id="tbx-received")
                 yield Button("Run  F5", id="tbx-run", variant="primary")
             with Vertical(id="tbx-result"):
                 yield Static("Choose an operation and press F5.", id="tbx-status")
@@ -147,6 +186,41 @@ class DicomToolboxScreen(Screen[None]):
     def on_mount(self) -> None:
         self.sub_title = f"as {self.session.actor}"
         self._show_groups("echo")
+        remembered = getattr(self.session, "forms", {}).get("dicom")
+        if remembered:
+            self.restore_form(remembered)
+
+    def form_values(self) -> dict[str, str]:
+        """The form as text, field by field (what the session remembers)."""
+        values: dict[str, str] = {}
+        for selector in FORM_FIELDS:
+            widget = self.query_one(selector)
+            if isinstance(widget, Select):
+                values[selector] = "" if widget.value is Select.NULL else str(widget.value)
+            elif isinstance(widget, TextArea):
+                values[selector] = widget.text
+            elif isinstance(widget, Input):
+                values[selector] = widget.value
+        return values
+
+    def restore_form(self, values: dict[str, str]) -> None:
+        """Put remembered values back; a choice that no longer exists is left as it is."""
+        for selector, value in values.items():
+            widget = self.query_one(selector)
+            if isinstance(widget, Select):
+                if value:
+                    with contextlib.suppress(InvalidSelectValueError):
+                        widget.value = value
+            elif isinstance(widget, TextArea):
+                widget.load_text(value)
+            elif isinstance(widget, Input):
+                widget.value = value
+        self._show_groups(values.get("#tbx-op") or "echo")
+
+    def remember_form(self) -> None:
+        forms = getattr(self.session, "forms", None)
+        if isinstance(forms, dict):
+            forms["dicom"] = self.form_values()
 
     # ------------------------------------------------------------------------------ form
     @on(Select.Changed, "#tbx-op")
@@ -155,8 +229,26 @@ class DicomToolboxScreen(Screen[None]):
 
     def _show_groups(self, op: str) -> None:
         needs = NEEDS.get(op, set())
-        for group in ("peer", "model", "destination", "query", "files"):
+        for group in ("peer", "model", "destination", "query", "files", "received"):
             self.query_one(f"#grp-{group}").display = group in needs
+        if "received" in needs:
+            self.refresh_received()
+
+    def refresh_received(self, select_newest: bool = False) -> None:
+        """Fill the received-files list from the workstation's disk (newest first)."""
+        try:
+            choices = received_choices(self.lab)
+        except OSError:
+            choices = []
+        widget = self.query_one("#tbx-received", Select)
+        current = widget.value
+        widget.set_options(choices)
+        widget.prompt = "choose a received file" if choices else "no received files"
+        values = [v for _label, v in choices]
+        if values and (select_newest or current not in values):
+            widget.value = values[0]
+        elif current in values:
+            widget.value = current
 
     def _value(self, selector: str) -> str:
         return self.query_one(selector, Input).value.strip()
@@ -202,6 +294,10 @@ class DicomToolboxScreen(Screen[None]):
             args["destination"] = dest
         if "files" in needs:
             files = self._value("#tbx-files").split()
+            if not files and "received" in needs:
+                chosen = self.query_one("#tbx-received", Select).value
+                if chosen is not Select.NULL:
+                    files = [str(chosen)]
             if not files:
                 raise ValueError("give the path of a DICOM file")
             args["files"] = files
@@ -220,6 +316,7 @@ class DicomToolboxScreen(Screen[None]):
             self._set_status(Text("cancelled (the peer's answer will be ignored)", "yellow"))
             self.query_one("#tbx-result").loading = False
             return
+        self.remember_form()
         self.dismiss(None)
 
     @on(Button.Pressed, "#tbx-run")
@@ -229,6 +326,8 @@ class DicomToolboxScreen(Screen[None]):
         except ValueError as exc:
             self.notify(str(exc), title="DICOM toolbox", severity="error")
             return
+        self.remember_form()
+        self._last_op = op
         label = dict((v, lbl) for lbl, v in OPERATIONS)[op]
         self._set_status(Text(f"{label}: running… (Esc cancels)", "italic"))
         self.query_one("#tbx-result").loading = True
@@ -248,6 +347,8 @@ class DicomToolboxScreen(Screen[None]):
                 result = actions.dicom_find(**args)
             elif op == "move":
                 result = actions.dicom_move(**args)
+            elif op == "get":
+                result = actions.dicom_get(**args)
             elif op == "store":
                 result = actions.dicom_store(**args)
             elif op == "test":
@@ -287,7 +388,19 @@ class DicomToolboxScreen(Screen[None]):
         if isinstance(code, int):
             status.append(f"\nDIMSE status 0x{code:04X}", style="bold")
         self._set_status(status)
-        if data.get("matches"):
+        if op == "get":
+            self.refresh_received(select_newest=True)
+            table.add_columns("File", "SOP Class", "SOP Instance UID")
+            for row in data.get("files") or []:
+                table.add_row(
+                    Path(row["file"]).name[:16] + "….dcm",
+                    row.get("sop_class_name") or row.get("sop_class", ""),
+                    row.get("sop_instance", ""),
+                )
+            if data.get("directory"):
+                status.append(f"\nsaved in {data['directory']}", style="dim")
+                self._set_status(status)
+        elif data.get("matches"):
             self._matches_table(table, data["matches"])
         elif isinstance(data.get("details"), dict) and data["details"].get("files"):
             table.add_columns("File", "Status", "Result")
@@ -303,6 +416,43 @@ class DicomToolboxScreen(Screen[None]):
             for key, value in data.items():
                 if key != "matches":
                     table.add_row(key, value if isinstance(value, str) else compact(value, 80))
+
+    @on(DataTable.RowSelected, "#tbx-table")
+    def retrieve_selected_match(self, event: DataTable.RowSelected) -> None:
+        """Enter on a C-FIND match: the form becomes a C-MOVE of that match, named by its
+        unique keys — what a trainee otherwise copies UID by UID from findscu's output."""
+        result = self.last_result
+        if self._last_op != "find" or not isinstance(result, ActionResult):
+            return
+        if str(self.query_one("#tbx-model", Select).value) == "worklist":
+            return
+        data = result.data if isinstance(result.data, dict) else {}
+        matches = data.get("matches") or []
+        if not 0 <= event.cursor_row < len(matches):
+            return
+        match = matches[event.cursor_row]
+        level = str(match.get("QueryRetrieveLevel") or "")
+        if level not in UNIQUE_KEYS:
+            chosen = self.query_one("#tbx-level", Select).value
+            level = str(chosen) if chosen is not Select.NULL else "STUDY"
+        keys = {k: match.get(k) for k in UNIQUE_KEYS.get(level, ())}
+        missing = [k for k, v in keys.items() if not v]
+        if missing:
+            self.notify(
+                f"the match has no {', '.join(missing)}: add it to the query's return keys",
+                title="DICOM toolbox",
+                severity="warning",
+            )
+            return
+        self.query_one("#tbx-op", Select).value = "move"
+        self.query_one("#tbx-level", Select).value = level
+        self.query_one("#tbx-query", TextArea).load_text(
+            "\n".join(f"{k}={v}" for k, v in keys.items())
+        )
+        self.notify(
+            f"{level} retrieve of the selected match: give a destination (or choose Get), F5",
+            title="DICOM toolbox",
+        )
 
     @staticmethod
     def _matches_table(table: DataTable[Any], matches: list[dict[str, Any]]) -> None:

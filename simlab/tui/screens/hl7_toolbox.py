@@ -2,8 +2,8 @@
 
 Templates (ADT^A04/A08/A40, ORM^O01) are dated today and addressed to the target's configured
 HL7 application/facility (MSH-5/MSH-6), read from its config. A message to a node goes through
-the journalled `hl7.send` action; one to a typed host:port is sent with the same client and
-journalled as `hl7.send` with the address. The ACK shows MSA-1 (AA/AE/AR, coloured and spelt
+the journalled `hl7.send` action (`to` the node, or `host` + `port` for an address the trainee
+types), so both are journalled with the actor. The ACK shows MSA-1 (AA/AE/AR, coloured and spelt
 out), MSA-3, ERR-3 with its table 0357 meaning and ERR-2; the inspector shows the message or the
 ACK segment by segment, field by field (PID-5), component by component.
 """
@@ -23,7 +23,6 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static, TextArea
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from simlab.client import hl7_client
 from simlab.client.admin import AdminApiError
 from simlab.common.hl7_messages import Hl7Error, read_ack
 from simlab.runtime.lab import LabError
@@ -194,29 +193,14 @@ class HL7ToolboxScreen(Screen[None]):
         try:
             if address is None:
                 result = self.actions.hl7_send(to=target, message=message)
-                ok, data, text = result.ok, result.data, result.text
             else:
-                answer = hl7_client.send(address[0], address[1], message)
-                ok, data = answer.ok, answer.as_dict()
-                text = f"HL7 to {address[0]}:{address[1]}: {answer.text}"
-                self._journal_address(address, ok, text)
+                result = self.actions.hl7_send(host=address[0], port=address[1], message=message)
         except (ActionError, OSError) as exc:
             if not worker.is_cancelled:
                 self.app.call_from_thread(self._failed, str(exc))
             return
         if not worker.is_cancelled:
-            self.app.call_from_thread(self._show_ack, ok, data or {}, text)
-
-    def _journal_address(self, address: tuple[str, int], ok: bool, text: str) -> None:
-        """The hl7.send action takes node ids only; a typed address is journalled the same way."""
-        self.lab.events.append(
-            "action",
-            action="hl7.send",
-            actor=self.session.actor,
-            args={"host": address[0], "port": address[1]},
-            ok=ok,
-            **({"result": text} if ok else {"error": text}),
-        )
+            self.app.call_from_thread(self._show_ack, result.ok, result.data or {}, result.text)
 
     def _failed(self, text: str) -> None:
         self.query_one("#hl7-answer").loading = False

@@ -276,6 +276,48 @@ class AePane(ConsolePane):
 
 
 # ------------------------------------------------------------------------------------- studies
+def study_label(st: dict[str, Any]) -> str:
+    """'20250101  acc ACC1  CT  CT HEAD  (3 img)' from a PACS or a viewer study row (the viewer
+    says study_description and instances where the PACS says description and instance_count)."""
+    count = st.get("instance_count", st.get("instances", "?"))
+    return "  ".join(
+        p
+        for p in (
+            st.get("study_date") or "-",
+            f"acc {st.get('accession') or '-'}",
+            "/".join(st.get("modalities") or []),
+            st.get("description") or st.get("study_description") or "",
+            f"({count} img)",
+        )
+        if p
+    )
+
+
+def series_of(detail: dict[str, Any]) -> list[dict[str, Any]]:
+    """A study's series, each with its instances (sop_uid, number), whichever node answered:
+    the PACS nests the instances in each series; the viewer lists them once for the study
+    (`instance_list`, with series_uid and instance_number) and counts them per series."""
+    out = []
+    flat = detail.get("instance_list") or []
+    for se in detail.get("series", []):
+        instances = se.get("instances")
+        if not isinstance(instances, list):
+            instances = [
+                {**i, "number": i.get("instance_number", "")}
+                for i in flat
+                if i.get("series_uid") == se.get("series_uid")
+            ]
+        out.append(
+            {
+                **se,
+                "number": se.get("number", se.get("series_number")),
+                "description": se.get("description", se.get("series_description")),
+                "instances": instances,
+            }
+        )
+    return out
+
+
 class StudiesPane(ConsolePane):
     """Patient → study → series → instance, and the tags of the selected instance."""
 
@@ -306,18 +348,9 @@ class StudiesPane(ConsolePane):
                 if key[1]:
                     label += f" [{key[1]}]"
                 patients[key] = tree.root.add(label, {"kind": "patient"}, expand=True)
-            label = "  ".join(
-                p
-                for p in (
-                    st.get("study_date") or "-",
-                    f"acc {st.get('accession') or '-'}",
-                    "/".join(st.get("modalities") or []),
-                    st.get("description") or "",
-                    f"({st.get('instance_count', '?')} img)",
-                )
-                if p
+            node = patients[key].add(
+                study_label(st), {"kind": "study", "study": st, "loaded": False}
             )
-            node = patients[key].add(label, {"kind": "study", "study": st, "loaded": False})
             node.allow_expand = True
         if not studies:
             tree.root.add_leaf("(no studies)", {"kind": "none"})
@@ -335,7 +368,7 @@ class StudiesPane(ConsolePane):
 
     def _fill(self, node: TreeNode[dict[str, Any]], detail: dict[str, Any]) -> None:
         node.remove_children()
-        for se in detail.get("series", []):
+        for se in series_of(detail):
             count = len(se.get("instances", []))
             label = (
                 f"series {se.get('number') or '?'}  {se.get('modality') or ''}  "
@@ -394,7 +427,8 @@ class StudiesPane(ConsolePane):
 
         question = (
             f"Delete study {uid} of {study.get('patient_name') or '?'} "
-            f"({study.get('instance_count', '?')} instances)? Its files are removed."
+            f"({study.get('instance_count', study.get('instances', '?'))} instances)? "
+            "Its files are removed."
         )
         self.app.push_screen(ConfirmModal(question, "Delete", danger=True), confirmed)
 

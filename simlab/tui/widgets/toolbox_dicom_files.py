@@ -1,4 +1,5 @@
-"""DICOM files for the toolbox: a small valid test image to send, and a dcmdump-like reader.
+"""DICOM files for the toolbox: a small valid test image to send, a dcmdump-like reader, and the
+list of files a C-GET brought back to the workstation (for "Dump a file").
 
 The test image is a Secondary Capture Image (PS3.3 A.8.1): Patient, General Study, General
 Series, SC Equipment, General Image, Image Pixel, SC Image and SOP Common modules, with a 16x16
@@ -12,13 +13,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from pydicom import dcmread
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
-from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+from simlab.workflow.actions.dicom import received_files
 
 IMPLEMENTATION_CLASS_UID = "2.25.274896377120934271622719498063823911206"
 """simlab's implementation class UID (2.25 arc: derived from a UUID)."""
@@ -136,3 +140,31 @@ def dump(path: Path | str) -> list[DumpRow]:
     rows.append(DumpRow("", "", "# dataset", ""))
     rows.extend(_rows(ds, 0))
     return rows
+
+
+MAX_RECEIVED = 200
+"""At most this many received files are offered (the newest)."""
+
+
+def received_choices(lab: Any) -> list[tuple[str, str]]:
+    """(label, path) of the files C-GETs saved on the workstation, newest first.
+
+    The label is what tells them apart: the end of the SOP Instance UID and the SOP class (the
+    file names are hashes). A lab without a directory (or a stand-in without paths) has none.
+    """
+    if getattr(lab, "paths", None) is None:
+        return []
+    out: list[tuple[str, str]] = []
+    for path in received_files(lab)[:MAX_RECEIVED]:
+        try:
+            ds = dcmread(
+                path, stop_before_pixels=True, specific_tags=["SOPClassUID", "SOPInstanceUID"]
+            )
+            sop_uid = str(ds.get("SOPInstanceUID", "") or "")
+            sop_class = str(ds.get("SOPClassUID", "") or "")
+            name = UID(sop_class).name if sop_class else "?"
+        except (OSError, InvalidDicomError, ValueError):
+            sop_uid, name = "", "unreadable"
+        tail = f"…{sop_uid[-14:]}" if len(sop_uid) > 14 else sop_uid or path.name[:12]
+        out.append((f"{tail} {name}", str(path)))
+    return out

@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 from pydantic import Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from simlab.client import hl7_client
 from simlab.client.admin import path_part
@@ -72,10 +73,27 @@ class QueueEditArgs(QueueItemArgs):
 
 
 class Hl7SendArgs(ActionArgs):
-    to: str
+    """Where to send: `to` a node of the lab, or `host` + `port` (an address the user typed)."""
+
+    to: str | None = Field(default=None, min_length=1)
     """A node id with an HL7 listener (pacs, ris)."""
+    host: str | None = Field(default=None, min_length=1, max_length=255)
+    port: int | None = Field(default=None, ge=1, le=65535)
     message: str = Field(min_length=8)
     timeout: float = Field(default=10.0, gt=0, le=120)
+
+    @model_validator(mode="after")
+    def _one_destination(self) -> Hl7SendArgs:
+        address = self.host is not None or self.port is not None
+        if self.to is not None and address:
+            problem = "give either to (a node id) or host and port, not both"
+        elif self.to is None and not address:
+            problem = "give to (a node id) or host and port"
+        elif self.to is None and (self.host is None or self.port is None):
+            problem = "give both host and port"
+        else:
+            return self
+        raise PydanticCustomError("destination", problem)
 
 
 def edit_fields(message: str, changes: dict[str, str]) -> str:
@@ -198,9 +216,14 @@ class DataActions(ActionsBase):
     # ---------------------------------------------------------------------------------- HL7
     @action("hl7.send", Hl7SendArgs)
     def hl7_send(self, a: Hl7SendArgs) -> Outcome:
-        """Send one HL7 message to a node's MLLP listener and read the ACK."""
-        entry = self.entry(a.to)
-        if not entry.hl7_port:
-            raise ActionError(f"{a.to} has no HL7 listener")
-        r = hl7_client.send(entry.host, entry.hl7_port, a.message, a.timeout)
-        return Outcome(r.as_dict(), f"HL7 to {a.to}: {r.text}", ok=r.ok)
+        """Send one HL7 message over MLLP (to a node, or to host and port) and read the ACK."""
+        if a.to is not None:
+            entry = self.entry(a.to)
+            if not entry.hl7_port:
+                raise ActionError(f"{a.to} has no HL7 listener")
+            host, port, where = entry.host, entry.hl7_port, a.to
+        else:
+            assert a.host is not None and a.port is not None  # the model checked
+            host, port, where = a.host, a.port, f"{a.host}:{a.port}"
+        r = hl7_client.send(host, port, a.message, a.timeout)
+        return Outcome(r.as_dict(), f"HL7 to {where}: {r.text}", ok=r.ok)

@@ -1,9 +1,10 @@
-"""DICOM toolbox actions: echo, find, move, store, and a modality's worklist query.
+"""DICOM toolbox actions: echo, find, move, get, store, and a modality's worklist query.
 
 From the administrator's workstation (calling AE ADMIN_WS, as DCMTK's tools with `-aet
 ADMIN_WS`), or — for echo — from a node's own console ("Verify"), which runs a real C-ECHO from
 that node with its own AE title to one of its configured peers. Find, move and store with `from`
-set to a node use that node's AE title as calling AE, as `findscu -aet CT_1` would.
+set to a node use that node's AE title as calling AE, as `findscu -aet CT_1` would. A C-GET's
+objects land on the admin workstation's disk, in `<lab root>/admin_ws/received/` (received_dir).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pydantic import Field
 from simlab.client import dicom_scu
 from simlab.client.admin import AdminApiError
 from simlab.client.dicom_scu import ADMIN_WS, DicomResult
+from simlab.runtime.lab import Lab
 from simlab.workflow.actions.engine import (
     ActionArgs,
     ActionError,
@@ -60,6 +62,27 @@ class MoveArgs(DicomArgs):
     level: Level | None = None
     query: dict[str, Any]
     timeout: float = Field(default=60.0, gt=0, le=600)
+
+
+class GetArgs(DicomArgs):
+    model: Literal["study", "patient"] = "study"
+    level: Level | None = None
+    query: dict[str, Any]
+    timeout: float = Field(default=60.0, gt=0, le=600)
+
+
+def received_dir(lab: Lab) -> Path:
+    """Where the admin workstation keeps what a C-GET brought back: <lab root>/admin_ws/received."""
+    return lab.paths.root / "admin_ws" / "received"
+
+
+def received_files(lab: Lab) -> list[Path]:
+    """The files a C-GET saved on the admin workstation, newest first."""
+    directory = received_dir(lab)
+    if not directory.is_dir():
+        return []
+    files = [p for p in directory.iterdir() if p.is_file() and p.suffix == ".dcm"]
+    return sorted(files, key=lambda p: (p.stat().st_mtime_ns, p.name), reverse=True)
 
 
 class StoreArgs(DicomArgs):
@@ -108,7 +131,7 @@ def _result(r: DicomResult, prefix: str, data: Any = None) -> Outcome:
 
 
 class DicomActions(ActionsBase):
-    """dicom.echo, dicom.find, dicom.move, dicom.store, worklist.query."""
+    """dicom.echo, dicom.find, dicom.move, dicom.get, dicom.store, worklist.query."""
 
     def _target(self, a: DicomArgs) -> Endpoint:
         if a.to in self.node_ids():
@@ -234,6 +257,35 @@ class DicomActions(ActionsBase):
             a.timeout,
         )
         return _result(r, f"move {calling} -> {target} to {destination}")
+
+    @action("dicom.get", GetArgs)
+    def dicom_get(self, a: GetArgs) -> Outcome:
+        """C-GET: retrieve matching objects to the admin workstation on the same association."""
+        target = self._target(a)
+        query = dict(a.query)
+        if a.level:
+            query["QueryRetrieveLevel"] = a.level
+        calling = self._calling(a)
+        directory = received_dir(self.lab)
+        r = dicom_scu.get(
+            target.host,
+            target.port,
+            target.ae_title,
+            query,
+            directory,
+            a.model,
+            calling,
+            a.timeout,
+        )
+        data = {
+            "ok": r.ok,
+            "status": r.status,
+            "text": r.text,
+            "suboperations": r.details.get("suboperations", {}),
+            "files": r.details.get("files", []),
+            "directory": str(directory),
+        }
+        return _result(r, f"get {calling} -> {target}", data)
 
     @action("dicom.store", StoreArgs)
     def dicom_store(self, a: StoreArgs) -> Outcome:

@@ -241,10 +241,22 @@ def test_ct_wrong_called_ae_fixed_in_the_ct_console_and_verified_with_the_toolbo
             )
             ticket = text_of(dashboard.query_one("#ticket", Static))
             assert "This morning's CT head is not in the PACS" in ticket and "${" not in ticket
+            # ... but it shows the traffic as the nodes log it: the PACS refusing the CT, 1/1/7.
             events = dashboard.query_one("#events")
-            await until(pilot, lambda: events.shown > 0, "events in the log")
-            log_text = "\n".join(str(line.text) for line in events.lines)
-            assert "fault injected" not in log_text and "wrong_called_ae" not in log_text
+
+            def log_text() -> str:
+                """The log's text, wrapped lines joined again."""
+                return " ".join(" ".join(str(line.text).split()) for line in events.lines)
+
+            await until(
+                pilot,
+                lambda: "association REJECTED: CT_1" in log_text(),
+                "the PACS's rejection in the event log",
+                30,
+                0.2,
+            )
+            assert "reason 7 (called AE title not recognised)" in log_text()
+            assert "fault injected" not in log_text() and "wrong_called_ae" not in log_text()
 
             # A hint, through the confirmation: it costs 5 points.
             await pilot.press("h")

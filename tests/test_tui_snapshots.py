@@ -3,6 +3,8 @@ no clock, port, pid, UID or timing on screen). Update with `pytest --snapshot-up
 
 from __future__ import annotations
 
+import html
+import re
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +96,22 @@ class StaticFeed(LabFeed):
             {"ts": t, "kind": "scenario_started", "scenario": "ct-late", "seed": 11},
             {"ts": t + 1, "kind": "fault_injected", "fault": "secret", "type": "wrong_called_ae"},
             {"ts": t + 2, "kind": "activity", "activity": "scan", "ok": True, "order": "A1"},
+            {
+                "ts": t + 3,
+                "kind": "node_log",
+                "node": "pacs",
+                "level": "WARNING",
+                "message": "association REJECTED: CT_1 (127.0.0.1:40112) -> PACS_MAIN: result 1 "
+                "(rejected-permanent), source 1 (service-user), reason 7 (called AE title not "
+                "recognised) (we are SIMLAB_PACS)",
+            },
+            {
+                "ts": t + 4,
+                "kind": "node_log",
+                "node": "pacs",
+                "level": "INFO",
+                "message": "HL7 ORM^O01 ctrl=RIS12 from SIMLAB_RIS/RADIOLOGY: ACK AA",
+            },
             {
                 "ts": t + 65,
                 "kind": "action",
@@ -245,6 +263,11 @@ def app_for(tmp_path: Path) -> Any:
     return make_app(TuiSession(home=tmp_path, actor="trainee"), entries=entries())
 
 
+def screen_text(svg: str) -> str:
+    """The characters of an SVG screenshot, tags stripped (spans of one row stay adjacent)."""
+    return html.unescape(re.sub(r"<[^>]+>", "", svg)).replace("\xa0", " ")
+
+
 async def settle(pilot: Pilot[None]) -> None:
     await pilot.pause()
     await pilot.app.workers.wait_for_complete()
@@ -281,6 +304,30 @@ def test_dashboard_snapshot(snap_compare: Any, tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(60)
+def test_dashboard_at_80x24_keeps_every_box_and_binding(tmp_path: Path) -> None:
+    """The smallest supported terminal: every pane keeps its title, every key is in the footer."""
+    import asyncio
+
+    app = app_for(tmp_path)
+
+    async def play() -> None:
+        async with app.run_test(size=SMALL) as pilot:
+            await settle(pilot)
+            await app.push_screen(DashboardScreen(StaticFeed(), live=False))
+            await settle(pilot)
+            screen = app.screen
+            text = screen_text(app.export_screenshot())
+            for title in ("Topology", "Ticket", "Objectives 1/2", "Hints", "Events"):
+                assert title in text, title
+            for binding in screen.active_bindings.values():
+                if binding.binding.show:
+                    assert binding.binding.description in text, binding.binding.description
+            assert "palette" in text
+
+    asyncio.run(play())
+
+
+@pytest.mark.timeout(60)
 def test_dashboard_snapshot_in_the_light_theme(snap_compare: Any, tmp_path: Path) -> None:
     """ctrl+t: the same dashboard in the light theme (states still read as words)."""
 
@@ -312,9 +359,10 @@ def test_the_dashboard_hides_faults_and_the_catalog_hides_answers() -> None:
 
     lines = [format_event(e, StaticFeed.started_at) for e in StaticFeed().new_events()]
     shown = [str(line) for line in lines if line is not None]
-    assert len(shown) == 5
+    assert len(shown) == 7
+    assert shown[2].startswith("+00:03 pacs") and "reason 7" in shown[2]
     assert not any("wrong_called_ae" in line or "secret" in line for line in shown)
-    assert shown[3].startswith("+01:10 hint taken")
+    assert shown[5].startswith("+01:10 hint taken")
     preview = str(preview_text(entries()[0]))
     assert "Images for … are missing" in preview and "Dr. Lee" in preview
     assert "Because." not in preview and "queue.list" not in preview

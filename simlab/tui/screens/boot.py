@@ -17,12 +17,13 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Label, ProgressBar, RichLog
+from textual.widgets import Header, Label, ProgressBar, RichLog
 
 from simlab.runtime.lab import Lab, LabError
 from simlab.scenarios.engine import ScenarioRun, lab_error_text
 from simlab.scenarios.loader import load_scenario
 from simlab.tui.session import TuiSession
+from simlab.tui.widgets.footer import AdaptiveFooter
 
 
 class BootCancelled(Exception):
@@ -62,7 +63,7 @@ class BootScreen(Screen[None]):
             yield ProgressBar(total=None, show_eta=False, id="bar")
             yield RichLog(id="progress", wrap=True, markup=False)
             yield Label("Esc cancels and stops what was started.", id="hint")
-        yield Footer()
+        yield AdaptiveFooter()
 
     def _headline(self) -> str:
         if self.scenario_path is None:

@@ -16,10 +16,11 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Label, Select, Static
+from textual.widgets import DataTable, Header, Label, Select, Static
 
 from simlab.scenarios.catalog import CatalogEntry
 from simlab.scenarios.schema import PLACEHOLDER, CiipDomain, Scenario
+from simlab.tui.widgets.footer import AdaptiveFooter
 
 LEVELS = ("novice", "intermediate", "expert")
 ALL = "all"
@@ -79,7 +80,7 @@ class ScenarioCatalogScreen(Screen[None]):
     CSS_PATH = Path(__file__).with_name("catalog.tcss")
     TITLE = "simlab — scenario catalog"
     BINDINGS = [
-        Binding("s", "start", "Start (Enter)"),
+        Binding("s", "start", "Start"),
         Binding("f", "free_play", "Free play"),
         Binding("i", "instructor", "Instructor"),
         Binding("l", "focus_level", "Level"),
@@ -125,7 +126,7 @@ class ScenarioCatalogScreen(Screen[None]):
             yield DataTable(id="scenarios", cursor_type="row", zebra_stripes=True)
             with VerticalScroll(id="preview-pane"):
                 yield Static(id="preview")
-        yield Footer()
+        yield AdaptiveFooter()
 
     def on_mount(self) -> None:
         table = self.query_one("#scenarios", DataTable)

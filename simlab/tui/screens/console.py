@@ -18,7 +18,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Label, TabbedContent, TabPane
+from textual.widgets import Button, Label, TabbedContent, TabPane
 
 from simlab.tui.widgets.confirm import ConfirmModal
 from simlab.tui.widgets.console_backend import ActionsBackend, ConsoleBackend
@@ -30,12 +30,11 @@ from simlab.tui.widgets.console_panes import (
     QueuePane,
     StudiesPane,
 )
+from simlab.tui.widgets.footer import NARROW, AdaptiveFooter
 
 STUDY_ROLES = ("pacs", "viewer")
 QUEUE_ROLES = ("ris", "modality")
 AE_ROLES = ("pacs", "ris", "viewer")
-NARROW = 100
-"""Screens narrower than this (80x24 terminals) get the compact layout."""
 
 
 def console_tabs(role: str) -> list[tuple[str, str]]:
@@ -93,7 +92,7 @@ class NodeConsoleScreen(Screen[None]):
             for tab_id, title in self.tabs:
                 with TabPane(title, id=f"tab-{tab_id}"):
                     yield panes[tab_id](self.backend, id=f"pane-{tab_id}")
-        yield Footer()
+        yield AdaptiveFooter()
 
     def on_mount(self) -> None:
         self.title = f"Console: {self.node_id}"
@@ -104,11 +103,10 @@ class NodeConsoleScreen(Screen[None]):
         self._fit(event.size.width)
 
     def _fit(self, width: int) -> None:
-        """Below NARROW columns (80x24) the footer packs its keys closer so every binding of
+        """Below NARROW columns (80x24; the footer turns compact by itself) every binding of
         the tab shows, and the studies pane stacks the tree above the tags."""
         narrow = width < NARROW
         self.set_class(narrow, "-narrow")
-        self.query_one(Footer).compact = narrow
 
     def pane(self, tab_id: str) -> ConsolePane:
         return self.query_one(f"#pane-{tab_id}", ConsolePane)

@@ -24,9 +24,10 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Header, OptionList, Static
+from textual.widgets import Header, OptionList, Static
 from textual.widgets.option_list import Option
 
+from simlab.runtime.node_logs import NodeLogTail
 from simlab.scenarios.engine import ScenarioError, lab_error_text
 from simlab.scenarios.schema import Question
 from simlab.scenarios.submission import submit
@@ -34,6 +35,7 @@ from simlab.tui.screens.lab_modals import SubmitModal
 from simlab.tui.session import TuiSession
 from simlab.tui.widgets.confirm import ConfirmModal
 from simlab.tui.widgets.event_log import EventLogView
+from simlab.tui.widgets.footer import AdaptiveFooter
 from simlab.tui.widgets.objectives import ObjectivesView, ObjectiveView
 from simlab.tui.widgets.topology import NodeCard, NodeView, TopologyMap
 
@@ -41,6 +43,8 @@ STATUS_SECONDS = 2.0
 EVENTS_SECONDS = 1.0
 TICK_SECONDS = 2.0
 OBJECTIVES_SECONDS = 10.0
+LOG_BACKLOG = 16 * 1024
+"""How much of each node's log the dashboard shows from before it opened (its last lines)."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,10 @@ class LiveFeed(LabFeed):
         self._lock = threading.Lock()
         """The run's session state is read and written by several workers: one at a time."""
         self._offset = 0
+        self._node_logs = NodeLogTail(
+            {n.node_id: self.lab.paths.log(n.node_id) for n in self.lab.manifest.nodes},
+            backlog=LOG_BACKLOG,
+        )
 
     def status(self) -> list[NodeView]:
         with contextlib.suppress(OSError, ValueError):
@@ -127,6 +135,14 @@ class LiveFeed(LabFeed):
         ]
 
     def new_events(self) -> list[dict[str, Any]]:
+        """What the journal and the nodes' logs (their protocol traffic) gained since the last
+        call, in time order."""
+        events = self._new_journal_events()
+        events += [line.as_event() for line in self._node_logs.new_lines()]
+        events.sort(key=lambda e: float(e.get("ts", 0.0)))
+        return events
+
+    def _new_journal_events(self) -> list[dict[str, Any]]:
         """Events appended to the journal since the last call (whole lines only)."""
         path = self.lab.events.path
         if not path.exists():
@@ -274,11 +290,10 @@ class DashboardScreen(Screen[None]):
             with VerticalScroll(id="ticket-pane"):
                 yield Static(ticket_text(None, True), id="ticket")
             with Vertical(id="side"):
-                with VerticalScroll(id="objectives-pane"):
-                    yield ObjectivesView(id="objectives")
+                yield ObjectivesView(id="objectives")
                 yield OptionList(id="hints")
         yield EventLogView(id="events")
-        yield Footer()
+        yield AdaptiveFooter()
 
     def on_mount(self) -> None:
         self.title = self.feed.title

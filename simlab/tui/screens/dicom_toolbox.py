@@ -24,7 +24,6 @@ from textual.screen import Screen
 from textual.widgets import (
     Button,
     DataTable,
-    Footer,
     Header,
     Input,
     Label,
@@ -36,6 +35,7 @@ from textual.widgets.select import InvalidSelectValueError
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from simlab.client.dicom_scu import ADMIN_WS
+from simlab.tui.widgets.footer import AdaptiveFooter
 from simlab.tui.widgets.toolbox_dicom_files import (
     DumpRow,
     dump,
@@ -181,7 +181,7 @@ class DicomToolboxScreen(Screen[None]):
             with Vertical(id="tbx-result"):
                 yield Static("Choose an operation and press F5.", id="tbx-status")
                 yield DataTable(id="tbx-table", zebra_stripes=True, cursor_type="row")
-        yield Footer()
+        yield AdaptiveFooter()
 
     def on_mount(self) -> None:
         self.sub_title = f"as {self.session.actor}"

@@ -20,12 +20,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Header, Input, Label, Select, Static, TextArea
+from textual.widgets import Button, Header, Input, Label, Select, Static, TextArea
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from simlab.client.admin import AdminApiError
 from simlab.common.hl7_messages import Hl7Error, read_ack
 from simlab.runtime.lab import LabError
+from simlab.tui.widgets.footer import AdaptiveFooter
 from simlab.tui.widgets.toolbox_hl7 import (
     ACK_MEANING,
     TEMPLATES,
@@ -90,7 +91,7 @@ class HL7ToolboxScreen(Screen[None]):
             with Vertical(id="hl7-answer"):
                 yield Static("Pick a template (F2) or paste a message, then F5.", id="hl7-ack")
                 yield Hl7Inspector(id="hl7-tree")
-        yield Footer()
+        yield AdaptiveFooter()
 
     def on_mount(self) -> None:
         self.sub_title = f"as {self.session.actor}"

@@ -19,7 +19,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Label, Static
+from textual.widgets import DataTable, Header, Label, Static
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from simlab.faults.base import Fault, FaultError
@@ -27,6 +27,7 @@ from simlab.faults.catalog import load_catalog
 from simlab.faults.manager import ActiveFault, FaultManager
 from simlab.scenarios.engine import ScenarioError
 from simlab.tui.widgets.confirm import ConfirmModal
+from simlab.tui.widgets.footer import AdaptiveFooter
 from simlab.tui.widgets.toolbox_fault_modals import InjectFaultModal, InjectRequest
 from simlab.tui.widgets.toolbox_session import ToolboxSession, bound, compact
 
@@ -78,7 +79,7 @@ class InstructorScreen(Screen[None]):
                 yield DataTable(id="ins-hints", cursor_type="row")
                 yield Label("Trainee actions (live)", classes="title")
                 yield DataTable(id="ins-feed", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield AdaptiveFooter()
 
     def on_mount(self) -> None:
         self.sub_title = f"lab {self.lab.manifest.lab_id}"

@@ -16,9 +16,10 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Label, Static
+from textual.widgets import DataTable, Header, Label, Static
 
 from simlab.scenarios.report import write_report
+from simlab.tui.widgets.footer import AdaptiveFooter
 
 
 def _clock(seconds: float) -> str:
@@ -109,7 +110,7 @@ class ReportScreen(Screen[None]):
             yield Label("Debrief", classes="section")
             yield Static(Text(self.report["debrief"].strip()), id="debrief")
             yield Label("", id="exported")
-        yield Footer()
+        yield AdaptiveFooter()
 
     def on_mount(self) -> None:
         self.title = "Score report"

@@ -27,6 +27,11 @@ KIND_STYLE = {
 }
 
 
+LEVEL_STYLE = {"WARNING": "bold yellow", "ERROR": "bold red", "CRITICAL": "bold red"}
+"""The node column of a node's log line, by the line's level (INFO: blue)."""
+LEVEL_TEXT_STYLE = {"WARNING": "yellow", "ERROR": "red", "CRITICAL": "red"}
+
+
 def visible(event: dict[str, Any]) -> bool:
     """True when a trainee may see this journal event."""
     if event.get("kind") in HIDDEN_KINDS:
@@ -76,6 +81,12 @@ def format_event(event: dict[str, Any], started_at: float | None) -> Text | None
     kind = str(event.get("kind", ""))
     line = Text()
     line.append(clock(float(event.get("ts", 0.0)), started_at), style="dim")
+    if kind == "node_log":
+        # A node's own log line: the node in the kind column, coloured by its level.
+        level = str(event.get("level", "INFO"))
+        line.append(f" {event.get('node', '')!s:<18} ", style=LEVEL_STYLE.get(level, "blue"))
+        line.append(str(event.get("message", "")), style=LEVEL_TEXT_STYLE.get(level, ""))
+        return line
     line.append(f" {kind.replace('_', ' '):<18} ", style=KIND_STYLE.get(kind, "bold"))
     line.append(describe(event))
     return line
@@ -89,7 +100,9 @@ class EventLogView(RichLog):
     """
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id, wrap=False, markup=False, highlight=False, max_lines=2000)
+        super().__init__(
+            id=id, wrap=True, markup=False, highlight=False, max_lines=2000, min_width=20
+        )
         self.border_title = "Events"
         self.started_at: float | None = None
         self.shown = 0

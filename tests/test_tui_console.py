@@ -615,6 +615,8 @@ def test_viewer_studies_tree_shows_the_tag_dump(lab: Lab, session: TuiSession) -
             assert [t for t, _ in screen.tabs] == ["config", "ae", "studies", "logs"]
             pane = screen.show_tab("studies")
             assert isinstance(pane, StudiesPane)
+            # the viewer edits no study: its console offers no "e" there (the PACS does)
+            assert screen.check_action("pane", ("edit",)) is False
             tree = pane.query_one("#studies-tree", Tree)
 
             def study_node() -> Any:

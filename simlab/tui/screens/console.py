@@ -139,6 +139,8 @@ class NodeConsoleScreen(Screen[None]):
         name = str(parameters[0]) if parameters else ""
         if isinstance(pane, QueuePane) and name == "edit":
             return pane.ris
+        if isinstance(pane, StudiesPane) and name == "edit":
+            return self.backend.role == "pacs"  # the viewer's admin API edits no study
         return hasattr(pane, f"action_{name}")
 
     def action_pane(self, name: str) -> None:

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from simlab.cli.output import console, day_table, dcmtk_hint, endpoint_table, err_console
+from simlab.runtime.compose import DEFAULT_IMAGE, ComposeError, write_compose
 from simlab.runtime.lab import Lab, LabError
 from simlab.runtime.manifest import default_home, list_labs
 
@@ -28,6 +29,39 @@ WATCH_INTERVAL = 0.5
 
 def home_of(home: Path | None) -> Path:
     return home if home is not None else default_home()
+
+
+RuntimeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--runtime",
+        help="local (child processes) or docker (containers on the lab's own network); "
+        "a new lab is local unless told.",
+    ),
+]
+BaseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--base", help="Base image of the node image (docker runtime; see docs/docker.md)."
+    ),
+]
+
+
+def open_or_create_on(home: Path, lab_id: str, runtime: str | None, base: str | None) -> Lab:
+    """The lab, created on `runtime` (default local) when new; an existing lab keeps its
+    runtime, and asking for the other one is an error that says how to start over."""
+    if runtime not in (None, "local", "docker"):
+        raise LabError(f"unknown runtime {runtime!r}: use local or docker")
+    try:
+        the_lab = Lab.open(home, lab_id)
+    except LabError:
+        return Lab.create(home, lab_id, runtime=runtime or "local", docker_base=base)
+    if runtime is not None and runtime != the_lab.manifest.runtime:
+        raise LabError(
+            f"lab {lab_id} exists on the {the_lab.manifest.runtime} runtime; remove it with "
+            f"`simlab lab down --lab {lab_id} --purge` to make it again on {runtime}"
+        )
+    return the_lab
 
 
 def open_lab(home: Path | None, lab_id: str) -> Lab:
@@ -48,6 +82,8 @@ def up(
     timeout: Annotated[
         float, typer.Option(help="Seconds each node may take to become healthy.")
     ] = 30.0,
+    runtime: RuntimeOpt = None,
+    base: BaseOpt = None,
 ) -> None:
     """Start a lab (created on first use) and print its endpoints.
 
@@ -55,7 +91,7 @@ def up(
     the lab on Ctrl-C.
     """
     try:
-        the_lab = Lab.open_or_create(home_of(home), lab)
+        the_lab = open_or_create_on(home_of(home), lab, runtime, base)
     except (LabError, ValueError) as exc:
         err_console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
@@ -220,3 +256,27 @@ def simulate_day_command(
         )
     if not report.ok:
         raise typer.Exit(1)
+
+
+@app.command("export-compose")
+def export_compose(
+    lab: LabOpt = "default",
+    home: HomeOpt = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Where to write (default: <lab>/compose.yaml)."),
+    ] = None,
+    image: Annotated[str, typer.Option(help="The node image the services run.")] = DEFAULT_IMAGE,
+) -> None:
+    """Write a Compose file for a docker-runtime lab (run it with `docker compose up -d`)."""
+    the_lab = open_lab(home, lab)
+    target = out or the_lab.paths.root / "compose.yaml"
+    try:
+        write_compose(the_lab.manifest, the_lab.paths.root, target, image)
+    except (ComposeError, OSError) as exc:
+        err_console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    console.print(f"Wrote {target}")
+    console.print(
+        f"Start it with: cd {the_lab.paths.root} && docker compose -f {target.name} up -d"
+    )

@@ -7,7 +7,13 @@ from typing import Annotated
 
 import typer
 
-from simlab.cli import admin_commands, fault_commands, lab_commands, scenario_commands
+from simlab.cli import (
+    admin_commands,
+    fault_commands,
+    image_commands,
+    lab_commands,
+    scenario_commands,
+)
 
 app = typer.Typer(
     name="simlab",
@@ -23,6 +29,7 @@ app.add_typer(lab_commands.app, name="lab")
 app.add_typer(admin_commands.app, name="admin")
 app.add_typer(fault_commands.app, name="faults")
 app.add_typer(scenario_commands.scenario_app, name="scenario")
+app.add_typer(image_commands.app, name="image")
 app.command("run")(scenario_commands.run)
 app.command("check")(scenario_commands.check)
 app.command("hint")(scenario_commands.hint)

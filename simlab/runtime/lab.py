@@ -7,6 +7,7 @@ This module is runtime-neutral in what it records (the manifest); process handli
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -21,6 +22,8 @@ from typing import Any
 
 from simlab.client.admin import AdminApiError, AdminClient
 from simlab.common.node_runner import EXIT_ADDRESS_IN_USE
+from simlab.runtime.docker_engine import DockerUnavailable
+from simlab.runtime.docker_runtime import DockerRuntime, DockerRuntimeError, containerize_lab
 from simlab.runtime.events import EventLog
 from simlab.runtime.manifest import (
     LabManifest,
@@ -32,7 +35,6 @@ from simlab.runtime.manifest import (
 )
 from simlab.runtime.ports import free_ports
 from simlab.runtime.process import (
-    NodeProcess,
     NodeStartError,
     kill_now,
     pid_alive,
@@ -73,7 +75,9 @@ class Lab:
         self.paths = paths
         self.manifest = manifest
         self.events = EventLog(paths.events)
-        self._procs: dict[str, NodeProcess] = {}
+        self._procs: dict[str, Any] = {}
+        self._docker_runtime: DockerRuntime | None = None
+        self._image: str | None = None
 
     # ----------------------------------------------------------------- creation and loading
     @classmethod
@@ -82,11 +86,16 @@ class Lab:
         home: Path,
         lab_id: str,
         specs_factory: Callable[[Callable[[int], list[int]]], list[NodeSpec]] | None = None,
+        runtime: str = "local",
+        docker_base: str | None = None,
     ) -> Lab:
         """Write a new lab directory: token, one directory and config per node, manifest.
 
-        Ports are chosen free on loopback and distinct from every other lab's under `home`.
+        Ports are chosen free on loopback and distinct from every other lab's under `home`. On
+        the docker runtime the configs name peers by node id (see docker_runtime).
         """
+        if runtime not in ("local", "docker"):
+            raise LabError(f"unknown runtime {runtime!r}: use local or docker")
         paths = LabPaths(home, lab_id)
         if paths.manifest.exists():
             raise LabError(f"lab {lab_id} already exists at {paths.root}")
@@ -122,7 +131,15 @@ class Lab:
                     extra_ports=[link.listen_port for link in getattr(cfg, "links", [])],
                 )
             )
-        manifest = LabManifest(lab_id=lab_id, created_at=time.time(), nodes=entries)
+        manifest = LabManifest(
+            lab_id=lab_id,
+            created_at=time.time(),
+            nodes=entries,
+            runtime=runtime,  # type: ignore[arg-type]
+            docker_base=docker_base,
+        )
+        if runtime == "docker":
+            containerize_lab(paths, manifest)
         write_manifest(paths, manifest)
         lab = cls(paths, manifest)
         lab.events.append("lab_created", lab_id=lab_id, nodes=[e.node_id for e in entries])
@@ -169,6 +186,32 @@ class Lab:
     def _save(self) -> None:
         write_manifest(self.paths, self.manifest)
 
+    @property
+    def docker(self) -> bool:
+        """True on the docker runtime."""
+        return self.manifest.runtime == "docker"
+
+    @property
+    def containers(self) -> DockerRuntime:
+        """The lab's containers and network (docker runtime)."""
+        if self._docker_runtime is None:
+            self._docker_runtime = DockerRuntime(self.paths, self.manifest)
+        self._docker_runtime.manifest = self.manifest
+        return self._docker_runtime
+
+    def _prepare_docker(self, say: ProgressCallback) -> None:
+        """Network and image before the first container (LabError when Docker fails)."""
+        try:
+            self.containers.ensure_network()
+            if self._image is None:
+                say("image", "building or finding the node image")
+                self._image = self.containers.image(lambda m: say("image", m))
+                say("image", self._image)
+        except (DockerUnavailable, DockerRuntimeError) as exc:
+            raise LabError(str(exc)) from None
+        except Exception as exc:  # the engine's own errors (docker.errors.*), in words
+            raise LabError(f"docker: {exc}") from None
+
     # ---------------------------------------------------------------------------- lifecycle
     def up(self, timeout: float = 30.0, progress: ProgressCallback | None = None) -> None:
         """Start every node that is not running and wait until each reports healthy.
@@ -180,6 +223,14 @@ class Lab:
         self.manifest.state = "starting"
         self._save()
         self.events.append("lab_starting")
+        if self.docker:
+            try:
+                self._prepare_docker(say)
+            except LabError as exc:
+                self.events.append("lab_failed", error=str(exc))
+                self.manifest.state = "failed"
+                self._save()
+                raise
         try:
             # Spawn every node first, then wait for each: start-up costs overlap, and the
             # department is up in about the time of its slowest node.
@@ -204,10 +255,18 @@ class Lab:
     def _spawn(self, entry: NodeEntry, say: ProgressCallback) -> float:
         """Start the node's process; returns the monotonic time it was started."""
         say(entry.node_id, "starting")
-        proc = spawn_node(
-            entry.module, self.paths.config(entry.node_id), self.paths.stderr(entry.node_id)
-        )
-        entry.pid = proc.pid
+        if self.docker:
+            try:
+                if self._image is None:  # one node started on its own (start_node)
+                    self._prepare_docker(say)
+                proc: Any = self.containers.spawn(entry, self._image or "")
+            except (DockerRuntimeError, LabError) as exc:
+                raise NodeStartError(str(exc)) from None
+        else:
+            proc = spawn_node(
+                entry.module, self.paths.config(entry.node_id), self.paths.stderr(entry.node_id)
+            )
+            entry.pid = proc.pid
         self._procs[entry.node_id] = proc
         self._save()
         return time.monotonic()
@@ -264,14 +323,18 @@ class Lab:
         """Stop every node (SIGTERM, grace, SIGKILL), all at once; returns the ids stopped."""
         self.manifest.state = "stopping"
         self._save()
-        running = [e for e in reversed(self.manifest.nodes) if e.pid and self.node_running(e)]
+        running = [e for e in reversed(self.manifest.nodes) if self.node_running(e)]
         if running:
             with ThreadPoolExecutor(max_workers=len(running)) as pool:
-                list(pool.map(lambda e: stop_process(e.pid or 0), running))
+                list(pool.map(self._stop_entry, running))
         for entry in running:
             self.events.append("node_stopped", node=entry.node_id, pid=entry.pid)
+        if self.docker:
+            with contextlib.suppress(DockerUnavailable):
+                self.containers.remove_all()
         for entry in self.manifest.nodes:
             entry.pid = None
+            entry.container = None
         self._procs.clear()
         self.manifest.state = "down"
         self._save()
@@ -295,10 +358,11 @@ class Lab:
         """Stop one node (SIGTERM, grace, SIGKILL); False when it was not running."""
         entry = self.manifest.node(node_id)
         running = self.node_running(entry)
-        if running and entry.pid:
-            stop_process(entry.pid)
+        if running:
+            self._stop_entry(entry)
             self.events.append("node_stopped", node=node_id, pid=entry.pid)
         entry.pid = None
+        entry.container = None
         self._procs.pop(node_id, None)
         self._save()
         return running
@@ -309,10 +373,25 @@ class Lab:
         self.start_node(node_id, timeout)
         self.events.append("node_restarted", node=node_id)
 
+    def _stop_entry(self, entry: NodeEntry) -> None:
+        """Stop one running node on its runtime (SIGTERM, grace, SIGKILL)."""
+        if self.docker:
+            self.containers.stop(entry)
+        elif entry.pid:
+            stop_process(entry.pid)
+
     def signal_node(self, node_id: str, sig: int) -> None:
         """Send a signal to a node's process group (SIGKILL: a crash; SIGSTOP/SIGCONT: a hang)."""
         entry = self.manifest.node(node_id)
-        if not entry.pid or not self.node_running(entry):
+        if not self.node_running(entry):
+            raise LabError(f"node {node_id} is not running")
+        if self.docker:
+            try:
+                self.containers.signal(entry, sig)
+            except (DockerRuntimeError, DockerUnavailable) as exc:
+                raise LabError(str(exc)) from None
+            return
+        if not entry.pid:
             raise LabError(f"node {node_id} is not running")
         if sig == signal.SIGKILL:
             kill_now(entry.pid)
@@ -323,7 +402,15 @@ class Lab:
             raise LabError(f"node {node_id} is not running") from None
 
     def node_running(self, entry: NodeEntry) -> bool:
-        """True when the recorded pid is alive and really is this node (pid files go stale)."""
+        """True when the recorded pid is alive and really is this node (pid files go stale);
+        on the docker runtime, when its container runs (or is paused)."""
+        if self.docker:
+            if not entry.container:
+                return False
+            try:
+                return self.containers.running(entry)
+            except DockerUnavailable:
+                return False
         if not entry.pid or not pid_alive(entry.pid):
             return False
         return str(self.paths.config(entry.node_id)) in pid_cmdline(entry.pid)
@@ -332,11 +419,12 @@ class Lab:
         """Health of every node: process and admin API."""
         out = []
         for entry in self.manifest.nodes:
-            if not entry.pid:
+            if not (entry.pid or entry.container):
                 out.append(NodeStatus(entry, "not started"))
                 continue
             if not self.node_running(entry):
-                out.append(NodeStatus(entry, "down", f"process {entry.pid} is gone"))
+                what = f"container {entry.container}" if entry.container else f"process {entry.pid}"
+                out.append(NodeStatus(entry, "down", f"{what} is gone"))
                 continue
             try:
                 health = self.client(entry.node_id, timeout=2.0).health()
@@ -354,11 +442,12 @@ class Lab:
         """
         died = []
         for entry in self.manifest.nodes:
-            if entry.pid and not self.node_running(entry):
+            if (entry.pid or entry.container) and not self.node_running(entry):
                 proc = self._procs.pop(entry.node_id, None)
                 code = proc.exit_code() if proc else None
                 self.events.append("node_exited", node=entry.node_id, pid=entry.pid, code=code)
                 entry.pid = None
+                entry.container = None
                 died.append(entry)
         if died:
             self._save()

@@ -43,6 +43,8 @@ class NodeEntry(BaseModel):
     )
     pid: int | None = None
     """Process id on the local runtime while the node runs."""
+    container: str | None = None
+    """Container id (short) on the docker runtime while the node runs."""
 
     @property
     def admin_url(self) -> str:
@@ -56,6 +58,8 @@ class LabManifest(BaseModel):
 
     lab_id: str
     runtime: Literal["local", "docker"] = "local"
+    docker_base: str | None = None
+    """The base image the node image is built from (docker runtime; None: the default)."""
     state: Literal["created", "starting", "up", "stopping", "down", "failed"] = "created"
     created_at: float
     supervisor_pid: int | None = None

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from textual.app import App
 from textual.pilot import Pilot
+from textual.screen import Screen
 from textual.widgets import DataTable, Static
+
+from simlab.runtime.lab import Lab, LabError
 
 T = TypeVar("T")
 
@@ -52,3 +56,25 @@ async def start_from_catalog(pilot: Pilot[Any], app: App[Any], scenario_id: str)
     await pilot.pause()
     await pilot.press("enter")
     await until(pilot, lambda: isinstance(app.screen, BootScreen), "the boot screen", 5)
+
+
+class OneScreenApp(App[None]):
+    """An app that shows one screen (built by `factory`) over an empty default screen."""
+
+    TITLE = "simlab"
+
+    def __init__(self, factory: Callable[[], Screen[Any]]) -> None:
+        super().__init__()
+        self.factory = factory
+
+    def on_mount(self) -> None:
+        self.push_screen(self.factory())
+
+
+def stop_labs_under(home: Path) -> None:
+    """Stop whatever lab a test module left running under `home`."""
+    for labs in (home / "labs").glob("*"):
+        try:
+            Lab.open(home, labs.name).down()
+        except (LabError, ValueError):
+            continue

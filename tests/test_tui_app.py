@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import Static
 
-from simlab.runtime.lab import Lab, LabError
+from simlab.runtime.lab import Lab
 from simlab.tui.app import SimlabApp, make_app
 from simlab.tui.screens.boot import BootScreen
 from simlab.tui.screens.catalog import ScenarioCatalogScreen
@@ -25,7 +25,7 @@ from simlab.tui.session import TuiSession
 from simlab.tui.widgets.confirm import ConfirmModal
 from simlab.tui.widgets.topology import TopologyMap
 from tests.conftest import node_processes
-from tests.pilot_helpers import text_of, until
+from tests.pilot_helpers import stop_labs_under, text_of, until
 
 REPO = Path(__file__).resolve().parents[1]
 SCENARIO = "ct-wrong-called-ae"
@@ -36,11 +36,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A home for the module's labs; whatever lab is left running is stopped at the end."""
     root = tmp_path_factory.mktemp("tui-home")
     yield root
-    for labs in (root / "labs").glob("*"):
-        try:
-            Lab.open(root, labs.name).down()
-        except (LabError, ValueError):
-            continue
+    stop_labs_under(root)
 
 
 @pytest.mark.timeout(120)

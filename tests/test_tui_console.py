@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -31,6 +30,7 @@ from simlab.tui.widgets.console_panes import (
     StudiesPane,
 )
 from simlab.workflow.actions import ActionResult
+from tests.pilot_helpers import until
 from tests.polling import poll
 
 SIZE = (100, 32)
@@ -47,18 +47,6 @@ class ConsoleApp(App[None]):
 
     def on_mount(self) -> None:
         self.push_screen(NodeConsoleScreen(self.session, self.node_id, self.backend))
-
-
-async def until(pilot: Pilot[Any], cond: Callable[[], Any], what: str, timeout: float = 30) -> Any:
-    """Let the app run until `cond()` is truthy (workers finish in threads meanwhile)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
 
 
 def console(app: ConsoleApp) -> NodeConsoleScreen:

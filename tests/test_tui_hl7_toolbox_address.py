@@ -8,13 +8,10 @@ TUI's own session, the address is typed as host:port, F5 sends, and the journal 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 import pytest
-from textual.app import App
 from textual.pilot import Pilot
-from textual.screen import Screen
 from textual.widgets import Input, Select, Static, TextArea
 
 from simlab.runtime.lab import Lab
@@ -22,20 +19,10 @@ from simlab.tui.screens.hl7_toolbox import HL7ToolboxScreen
 from simlab.tui.session import TuiSession
 from simlab.tui.widgets.toolbox_hl7 import field_value
 from tests.lab_fixtures import fault_lab  # noqa: F401 (fixture)
+from tests.pilot_helpers import OneScreenApp
 
 SIZE = (100, 32)
 ACTOR = "hl7-address-tester"
-
-
-class OneScreenApp(App[None]):
-    TITLE = "simlab"
-
-    def __init__(self, factory: Callable[[], Screen[Any]]) -> None:
-        super().__init__()
-        self.factory = factory
-
-    def on_mount(self) -> None:
-        self.push_screen(self.factory())
 
 
 def toolbox(lab: Lab) -> HL7ToolboxScreen:

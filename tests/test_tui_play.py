@@ -19,7 +19,7 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, RadioButton, RadioSet, Select, Static, TextArea
 from textual.widgets.text_area import Selection
 
-from simlab.runtime.lab import Lab, LabError
+from simlab.runtime.lab import Lab
 from simlab.tui.app import SimlabApp, make_app
 from simlab.tui.screens.catalog import ScenarioCatalogScreen
 from simlab.tui.screens.console import NodeConsoleScreen
@@ -34,7 +34,7 @@ from simlab.tui.widgets.console_panes import AePane, ConfigPane, QueuePane
 from simlab.tui.widgets.objectives import ObjectivesView
 from simlab.tui.widgets.topology import TopologyMap
 from tests.conftest import node_processes
-from tests.pilot_helpers import start_from_catalog, text_of, until
+from tests.pilot_helpers import start_from_catalog, stop_labs_under, text_of, until
 
 SIZE = (100, 32)
 
@@ -44,11 +44,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A home for the module's labs; whatever lab is left running is stopped at the end."""
     root = tmp_path_factory.mktemp("tui-play")
     yield root
-    for labs in (root / "labs").glob("*"):
-        try:
-            Lab.open(root, labs.name).down()
-        except (LabError, ValueError):
-            continue
+    stop_labs_under(root)
 
 
 # ------------------------------------------------------------------------------ the trainee's moves
@@ -362,18 +358,19 @@ def test_viewer_move_destination_unknown_reproduced_with_a_move_and_fixed_in_the
             dashboard = await open_dashboard(pilot, app, "viewer-move-destination-unknown")
             assert session.run is not None
             accession = session.run.state.refs["head_ct"]["accession"]
+            move_by_accession = {
+                "#tbx-to": "pacs",
+                "#tbx-level": "STUDY",
+                "#tbx-query": f"AccessionNumber={accession}",
+                "#tbx-dest": "SIMLAB_VIEWER",
+            }
 
             # Reproduce the radiologist's retrieve: C-MOVE to SIMLAB_VIEWER from ADMIN_WS.
             box = await run_toolbox(
                 pilot,
                 app,
                 "move",
-                {
-                    "#tbx-to": "pacs",
-                    "#tbx-level": "STUDY",
-                    "#tbx-query": f"AccessionNumber={accession}",
-                    "#tbx-dest": "SIMLAB_VIEWER",
-                },
+                move_by_accession,
             )
             status = text_of(box.query_one("#tbx-status", Static))
             assert "0xA801" in status, status
@@ -419,12 +416,7 @@ def test_viewer_move_destination_unknown_reproduced_with_a_move_and_fixed_in_the
                 pilot,
                 app,
                 "move",
-                {
-                    "#tbx-to": "pacs",
-                    "#tbx-level": "STUDY",
-                    "#tbx-query": f"AccessionNumber={accession}",
-                    "#tbx-dest": "SIMLAB_VIEWER",
-                },
+                move_by_accession,
             )
             assert "0xA900" in text_of(box.query_one("#tbx-status", Static))
             await back_to_dashboard(pilot, app)

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from textual.app import App
 from textual.pilot import Pilot
 from textual.screen import Screen
 from textual.widgets import DataTable, Input, Select, Static, TextArea
@@ -31,6 +30,7 @@ from simlab.tui.screens.toolbox import DicomToolboxScreen, HL7ToolboxScreen
 from simlab.tui.widgets.toolbox_hl7 import Hl7Inspector, field_value
 from simlab.workflow.actions import ActionResult, Actions
 from tests.dicom_files import Ids, study_files
+from tests.pilot_helpers import OneScreenApp
 
 SIZE = (100, 32)
 
@@ -43,19 +43,6 @@ def synced(fn: Callable[..., Any]) -> Callable[..., None]:
         asyncio.run(fn(*args, **kwargs))
 
     return wrapper
-
-
-class OneScreenApp(App[None]):
-    """An app that shows one screen (built by `factory`) over an empty default screen."""
-
-    TITLE = "simlab"
-
-    def __init__(self, factory: Callable[[], Screen[Any]]) -> None:
-        super().__init__()
-        self.factory = factory
-
-    def on_mount(self) -> None:
-        self.push_screen(self.factory())
 
 
 def make_session(lab: Lab, actor: str = "trainee", run: ScenarioRun | None = None) -> Any:

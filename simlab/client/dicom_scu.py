@@ -52,6 +52,7 @@ from simlab.common.dicom_association import (
 from simlab.common.dicom_status import CONTEXT_RESULT_TEXT, Status
 from simlab.common.durable_files import write_durably
 from simlab.common.safe_paths import hashed_name
+from simlab.common.transfer_syntaxes import COMPRESSED
 
 ADMIN_WS = "ADMIN_WS"
 """The administrator workstation's AE title (known to the lab's PACS, RIS and viewer)."""
@@ -89,18 +90,7 @@ GET_UNCOMPRESSED = (
     "1.2.840.10008.1.2",  # Implicit VR Little Endian
     "1.2.840.10008.1.2.2",  # Explicit VR Big Endian
 )
-GET_COMPRESSED = (
-    "1.2.840.10008.1.2.1.99",  # Deflated Explicit VR Little Endian
-    "1.2.840.10008.1.2.4.50",  # JPEG Baseline
-    "1.2.840.10008.1.2.4.51",  # JPEG Extended
-    "1.2.840.10008.1.2.4.57",  # JPEG Lossless
-    "1.2.840.10008.1.2.4.70",  # JPEG Lossless SV1
-    "1.2.840.10008.1.2.4.80",  # JPEG-LS Lossless
-    "1.2.840.10008.1.2.4.81",  # JPEG-LS Near-lossless
-    "1.2.840.10008.1.2.4.90",  # JPEG 2000 Lossless
-    "1.2.840.10008.1.2.4.91",  # JPEG 2000
-    "1.2.840.10008.1.2.5",  # RLE Lossless
-)
+GET_COMPRESSED = ("1.2.840.10008.1.2.1.99", *COMPRESSED)
 """A retrieved object keeps the transfer syntax it was archived in: each storage class is
 proposed uncompressed (one context) and in each compressed syntax (one context each), so the
 peer finds a context for whatever it holds without transcoding."""

@@ -16,6 +16,8 @@ from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from simlab.common.transfer_syntaxes import ACCEPTED
+
 # PS3.5 6.2: an AE title is 1-16 characters of the Default Character Repertoire, no backslash
 # and no control characters; leading/trailing spaces are not significant.
 _AE_TITLE_RE = re.compile(r"^[ -\[\]-~]{1,16}$")
@@ -174,23 +176,7 @@ class PacsConfig(NodeConfig):
     """Storage SOP Class UIDs (or keywords) accepted by the Storage SCP; '*' means all."""
     rejected_sop_classes: list[str] = Field(default_factory=list)
     """Storage SOP classes removed from the accepted set (UIDs or keywords)."""
-    accepted_transfer_syntaxes: list[str] = Field(
-        default_factory=lambda: [
-            "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
-            "1.2.840.10008.1.2",  # Implicit VR Little Endian
-            "1.2.840.10008.1.2.1.99",  # Deflated Explicit VR Little Endian
-            "1.2.840.10008.1.2.2",  # Explicit VR Big Endian (retired, still sent by old modalities)
-            "1.2.840.10008.1.2.4.50",  # JPEG Baseline
-            "1.2.840.10008.1.2.4.51",  # JPEG Extended
-            "1.2.840.10008.1.2.4.57",  # JPEG Lossless
-            "1.2.840.10008.1.2.4.70",  # JPEG Lossless SV1
-            "1.2.840.10008.1.2.4.80",  # JPEG-LS Lossless
-            "1.2.840.10008.1.2.4.81",  # JPEG-LS Near-lossless
-            "1.2.840.10008.1.2.4.90",  # JPEG 2000 Lossless
-            "1.2.840.10008.1.2.4.91",  # JPEG 2000
-            "1.2.840.10008.1.2.5",  # RLE Lossless
-        ]
-    )
+    accepted_transfer_syntaxes: list[str] = Field(default_factory=lambda: list(ACCEPTED))
     """Transfer syntaxes the Storage SCP accepts (remove JPEG 2000 to make a negotiation fault)."""
 
     def ae_entry(self, ae_title: str) -> RemoteAe | None:

@@ -18,6 +18,7 @@ from simlab.common.config import (
     RemoteAe,
     StrictModel,
 )
+from simlab.common.transfer_syntaxes import ACCEPTED
 
 VIEWER_AE_TITLE = "SIMLAB_VIEWER"
 """The viewer's AE title in a default lab."""
@@ -55,21 +56,7 @@ class ViewerConfig(NodeConfig):
     retrieve: RetrieveSettings = Field(default_factory=RetrieveSettings)
     """The Q/R provider and how studies are retrieved from it."""
     accepted_transfer_syntaxes: list[str] = Field(
-        default_factory=lambda: [
-            "1.2.840.10008.1.2.1",  # Explicit VR Little Endian
-            "1.2.840.10008.1.2",  # Implicit VR Little Endian
-            "1.2.840.10008.1.2.1.99",  # Deflated Explicit VR Little Endian
-            "1.2.840.10008.1.2.2",  # Explicit VR Big Endian
-            "1.2.840.10008.1.2.4.50",  # JPEG Baseline
-            "1.2.840.10008.1.2.4.51",  # JPEG Extended
-            "1.2.840.10008.1.2.4.57",  # JPEG Lossless
-            "1.2.840.10008.1.2.4.70",  # JPEG Lossless SV1
-            "1.2.840.10008.1.2.4.80",  # JPEG-LS Lossless
-            "1.2.840.10008.1.2.4.81",  # JPEG-LS Near-lossless
-            "1.2.840.10008.1.2.4.90",  # JPEG 2000 Lossless
-            "1.2.840.10008.1.2.4.91",  # JPEG 2000
-            "1.2.840.10008.1.2.5",  # RLE Lossless
-        ],
+        default_factory=lambda: list(ACCEPTED),
         min_length=1,
     )
     """Transfer syntaxes the Storage SCP accepts."""

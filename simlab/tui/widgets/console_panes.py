@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.timer import Timer
 from textual.widgets import (
     Button,
@@ -88,9 +89,23 @@ class ConsolePane(Vertical):
                 self.app.call_from_thread(self.notify, text, severity="error")
                 return
             if done is not None:
-                self.app.call_from_thread(done, value)
+                self.app.call_from_thread(self._deliver, done, value)
 
         self.run_worker(run, thread=True, group=what, exclusive=exclusive, name=what)
+
+    def _deliver(self, done: Callable[[T], None], value: T) -> None:
+        """Show a node's answer, unless the console closed while the node was answering (its
+        widgets are being removed: the answer has nowhere to go, which is not an error)."""
+        if not self.is_attached:
+            return
+        try:
+            done(value)
+        except NoMatches:
+            # Textual prunes a closing screen's widgets children first; there is no public
+            # flag for "being removed" (the same private ones DOMNode.display reads).
+            if self._pruning or self._closing or self._closed or not self.is_attached:
+                return
+            raise
 
     def act(
         self,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from rich.syntax import Syntax
 from textual.app import ComposeResult
@@ -27,6 +27,9 @@ STUDY_TAGS = (
     ("StudyTime", "study_time"),
 )
 """The study attributes the PACS can correct (keyword, key in the study summary)."""
+
+R = TypeVar("R")
+"""What a form modal dismisses with (None when cancelled)."""
 
 MODAL_CSS = """
 ModalScreen.console-modal { align: center middle; }
@@ -107,16 +110,42 @@ def check_port(text: str) -> tuple[int | None, str | None]:
     return port, None
 
 
-class AeEditModal(ModalScreen[dict[str, Any] | None]):
-    """Add or change one AE table row; validated before it is sent."""
+class FormModal(ModalScreen[R]):
+    """A console form: Save (ctrl+s, Enter in a field, the Save button) or Cancel (escape, the
+    Cancel button, which dismisses with None). Subclasses compose the fields and validate in
+    `action_save`."""
 
     DEFAULT_CSS = MODAL_CSS
     SCOPED_CSS = False
 
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "save", "Save")]
 
-    def __init__(self, row: dict[str, Any] | None = None) -> None:
+    def __init__(self) -> None:
         super().__init__(classes="console-modal")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "save":
+            self.action_save()
+        else:
+            self.dismiss(None)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.action_save()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def action_save(self) -> None:
+        raise NotImplementedError
+
+
+class AeEditModal(FormModal[dict[str, Any] | None]):
+    """Add or change one AE table row; validated before it is sent."""
+
+    def __init__(self, row: dict[str, Any] | None = None) -> None:
+        super().__init__()
         self.row = row or {}
         self.editing = bool(row)
 
@@ -146,20 +175,6 @@ class AeEditModal(ModalScreen[dict[str, Any] | None]):
     def on_mount(self) -> None:
         self.query_one("#host" if self.editing else "#ae_title", Input).focus()
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        self.action_save()
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        event.stop()
-        if event.button.id == "save":
-            self.action_save()
-        else:
-            self.dismiss(None)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
-
     def action_save(self) -> None:
         value = {k: self.query_one(f"#{k}", Input).value for k in ("ae_title", "host", "port")}
         error = check_ae_title(value["ae_title"])
@@ -181,16 +196,11 @@ class AeEditModal(ModalScreen[dict[str, Any] | None]):
         self.dismiss(row)
 
 
-class StudyEditModal(ModalScreen[dict[str, str] | None]):
+class StudyEditModal(FormModal[dict[str, str] | None]):
     """Correct a study's patient and study attributes; only the changed ones are returned."""
 
-    DEFAULT_CSS = MODAL_CSS
-    SCOPED_CSS = False
-
-    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "save", "Save")]
-
     def __init__(self, study: dict[str, Any]) -> None:
-        super().__init__(classes="console-modal")
+        super().__init__()
         self.study = study
 
     def compose(self) -> ComposeResult:
@@ -205,20 +215,6 @@ class StudyEditModal(ModalScreen[dict[str, str] | None]):
             with Horizontal(classes="buttons"):
                 yield Button("Save", id="save", variant="primary")
                 yield Button("Cancel", id="cancel")
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        event.stop()
-        if event.button.id == "save":
-            self.action_save()
-        else:
-            self.dismiss(None)
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        event.stop()
-        self.action_save()
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
 
     def changes(self) -> dict[str, str]:
         out = {}
@@ -236,16 +232,11 @@ class StudyEditModal(ModalScreen[dict[str, str] | None]):
         self.dismiss(changes)
 
 
-class QueueEditModal(ModalScreen[str | None]):
+class QueueEditModal(FormModal[str | None]):
     """Edit the raw text of a queued HL7 message (one segment per line)."""
 
-    DEFAULT_CSS = MODAL_CSS
-    SCOPED_CSS = False
-
-    BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "save", "Save")]
-
     def __init__(self, entry_id: int, message: str) -> None:
-        super().__init__(classes="console-modal")
+        super().__init__()
         self.entry_id = entry_id
         self.message = message
 
@@ -260,16 +251,6 @@ class QueueEditModal(ModalScreen[str | None]):
             with Horizontal(classes="buttons"):
                 yield Button("Save and resend", id="save", variant="primary")
                 yield Button("Cancel", id="cancel")
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        event.stop()
-        if event.button.id == "save":
-            self.action_save()
-        else:
-            self.dismiss(None)
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
 
     def action_save(self) -> None:
         text = self.query_one("#message", TextArea).text.strip()

@@ -25,7 +25,7 @@ from simlab.runtime.docker_image import (
 )
 
 try:
-    CLIENT = engine(timeout=30)
+    CLIENT = engine()
 except DockerUnavailable as exc:
     pytest.skip(f"no Docker engine: {exc}", allow_module_level=True)
 

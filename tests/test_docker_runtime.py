@@ -10,10 +10,12 @@ kill -9 is seen, a restart works, and `down` leaves no container or network behi
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,13 +23,25 @@ from typing import Any
 import pytest
 import yaml
 
+from simlab.client.admin import AdminApiError
+from simlab.faults.manager import FaultManager
 from simlab.runtime.compose import ComposeError, compose_document
 from simlab.runtime.docker_engine import DockerUnavailable, engine
 from simlab.runtime.docker_runtime import HOST_ALIAS, container_name, lab_key
 from simlab.runtime.lab import Lab, LabError
+from simlab.runtime.volumes import TMPFS_KB, TMPFS_ROOT
 from simlab.workflow.actions import run_action
 from tests import dicom_files
 from tests.polling import poll
+
+
+def storescu(port: int, path: Path) -> subprocess.CompletedProcess[str]:
+    """DCMTK's storescu from the host; its log (stderr) is in stdout."""
+    return subprocess.run(
+        ["storescu", "-v", "-aet", "ADMIN_WS", "-aec", "SIMLAB_PACS", "127.0.0.1", str(port),
+         str(path)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60,
+    )  # fmt: skip
 
 
 def config(lab: Lab, node_id: str) -> dict[str, Any]:
@@ -68,6 +82,9 @@ def test_the_compose_export_describes_the_same_containers(tmp_path: Path) -> Non
     assert pacs["networks"] == {lab.containers.network: {"aliases": ["pacs"]}}
     assert pacs["volumes"] == ["./nodes/pacs:/lab/nodes/pacs"]
     assert pacs["command"][-1] == "/lab/nodes/pacs/config.json"
+    assert pacs["user"] == f"{os.getuid()}:{os.getgid()}"  # the node directory stays ours
+    # the storage faults' scratch volumes, size-limited as `lab up` makes them
+    assert f"{TMPFS_ROOT}/storage:size={TMPFS_KB['storage']}k" in pacs["tmpfs"][0]
     assert set(doc["services"]) == {n.node_id for n in lab.manifest.nodes}
 
     local = Lab.create(tmp_path, "d3")
@@ -89,7 +106,7 @@ docker = pytest.mark.xdist_group("docker")
 
 def docker_client() -> Any:
     try:
-        return engine(timeout=10)
+        return engine()
     except DockerUnavailable as exc:
         pytest.skip(f"no Docker engine: {exc}")
 
@@ -102,7 +119,7 @@ def docker_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     docker_image.make_base_image(client)  # a no-op when the base image exists
     lab = Lab.create(tmp_path_factory.mktemp("docker-home"), "dk", runtime="docker")
     try:
-        lab.up(timeout=90)
+        lab.up(timeout=300)
         yield lab
     finally:
         lab.down()
@@ -188,6 +205,88 @@ def test_a_killed_node_is_seen_and_a_restart_brings_it_back(docker_lab: Lab) -> 
     assert any(e["kind"] == "node_exited" for e in docker_lab.events.read())
     docker_lab.start_node("viewer", timeout=60)
     assert {s.entry.node_id: s.state for s in docker_lab.status()}["viewer"] == "up"
+
+
+@docker
+@pytest.mark.timeout(300)
+@pytest.mark.skipif(shutil.which("storescu") is None, reason="DCMTK is not installed")
+def test_disk_full_is_a_real_enospc_in_the_pacs_container(docker_lab: Lab, tmp_path: Path) -> None:
+    """No root on the host is needed: the PACS's container has its own 4 MiB tmpfs."""
+    docker_client()
+    faults = FaultManager(docker_lab, seed=7)
+    pacs = docker_lab.client("pacs")
+    before = pacs.get("/stats")["objects_dir"]
+    faults.inject("full", "disk_full", {})
+    stats = pacs.get("/stats")
+    assert stats["objects_dir"] == f"{TMPFS_ROOT}/storage/data"
+    assert stats["disk_free_bytes"] == 0, stats
+
+    pacs_entry = docker_lab.manifest.node("pacs")
+    ds = dicom_files.ct()
+    store = storescu(pacs_entry.dicom_port, dicom_files.write(ds, tmp_path))
+    assert "Received Store Response (Refused: OutOfResources)" in store.stdout, store.stdout
+    poll(
+        lambda: docker_lab.paths.log("pacs").read_text(encoding="utf-8"),
+        lambda t: "0xA700 Refused: Out of resources (disk full: No space left on device" in t,
+        20,
+        "the PACS to log the ENOSPC",
+    )
+    with pytest.raises(AdminApiError) as missing:
+        pacs.get(f"/studies/{ds.StudyInstanceUID}")
+    assert missing.value.status == 404
+
+    faults.revert("full")
+    assert pacs.get("/stats")["objects_dir"] == before
+    store = storescu(pacs_entry.dicom_port, dicom_files.write(ds, tmp_path))
+    assert store.returncode == 0, store.stdout
+    assert pacs.get(f"/studies/{ds.StudyInstanceUID}")["instance_count"] == 1
+
+
+@docker
+@pytest.mark.timeout(300)
+def test_an_address_typed_as_127_0_0_1_reaches_the_node_behind_that_port(
+    docker_lab: Lab, tmp_path: Path
+) -> None:
+    """The administrator sees every node on 127.0.0.1; inside a container that is the container
+    itself, so the action engine writes the node's id, and the C-MOVE reaches the viewer."""
+    docker_client()
+    viewer = docker_lab.manifest.node("viewer")
+    row = {"action": "ae.put", "node": "pacs", "ae_title": viewer.ae_title}
+    put = run_action(docker_lab, "test", {**row, "host": "127.0.0.1", "port": viewer.dicom_port})
+    assert put.ok, put.text
+    assert put.data["host"] == "viewer", put.data
+    assert docker_lab.node_facing_host("127.0.0.1", 11112) == HOST_ALIAS
+    assert docker_lab.node_facing_host("pacs.example.org", 104) == "pacs.example.org"
+    ds = dicom_files.ct()
+    stored = run_action(
+        docker_lab, "test", {"action": "dicom.store", "to": "pacs",
+                             "files": [str(dicom_files.write(ds, tmp_path))]},
+    )  # fmt: skip
+    assert stored.ok, stored.text
+    moved = run_action(
+        docker_lab, "test", {"action": "dicom.move", "to": "pacs",
+                             "destination": viewer.ae_title, "level": "STUDY",
+                             "query": {"StudyInstanceUID": ds.StudyInstanceUID}},
+    )  # fmt: skip
+    assert moved.ok and "1 completed" in moved.text, moved.text
+
+
+@docker
+@pytest.mark.timeout(400)
+def test_simulate_day_reconciles_every_order_in_containers(docker_lab: Lab) -> None:
+    """The whole department's workflow across the lab network: ADT/ORM RIS → PACS, MWL,
+    MPPS, C-STORE, storage commitment back to the modality, the viewer's C-FIND/C-MOVE."""
+    docker_client()
+    done = subprocess.run(
+        [sys.executable, "-m", "simlab", "lab", "simulate-day", "--home",
+         str(docker_lab.paths.home), "--lab", "dk", "--studies", "4", "--seed", "5", "--json"],
+        capture_output=True, text=True, timeout=360,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads(done.stdout)
+    assert report["ok"] is True and len(report["orders"]) == 4
+    for order in report["orders"]:
+        assert all(order["checks"].values()), order
 
 
 @docker

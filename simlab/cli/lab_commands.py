@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from simlab.cli.options import BaseOpt, RuntimeOpt, runtime_error
 from simlab.cli.output import console, day_table, dcmtk_hint, endpoint_table, err_console
 from simlab.runtime.compose import DEFAULT_IMAGE, ComposeError, write_compose
 from simlab.runtime.lab import Lab, LabError
@@ -31,27 +32,12 @@ def home_of(home: Path | None) -> Path:
     return home if home is not None else default_home()
 
 
-RuntimeOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--runtime",
-        help="local (child processes) or docker (containers on the lab's own network); "
-        "a new lab is local unless told.",
-    ),
-]
-BaseOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--base", help="Base image of the node image (docker runtime; see docs/docker.md)."
-    ),
-]
-
-
 def open_or_create_on(home: Path, lab_id: str, runtime: str | None, base: str | None) -> Lab:
     """The lab, created on `runtime` (default local) when new; an existing lab keeps its
     runtime, and asking for the other one is an error that says how to start over."""
-    if runtime not in (None, "local", "docker"):
-        raise LabError(f"unknown runtime {runtime!r}: use local or docker")
+    problem = runtime_error(runtime)
+    if problem:
+        raise LabError(problem)
     try:
         the_lab = Lab.open(home, lab_id)
     except LabError:

@@ -16,6 +16,7 @@ import typer
 from rich.table import Table
 
 from simlab.cli.lab_commands import HomeOpt, LabOpt, home_of, open_lab
+from simlab.cli.options import BaseOpt, RuntimeOpt, runtime_error
 from simlab.cli.output import console, dcmtk_hint, endpoint_table, err_console
 from simlab.faults.base import FaultError
 from simlab.runtime.lab import Lab, LabError
@@ -68,12 +69,18 @@ def run(
         typer.Option(help="Stop the lab after this long (default: 4 times the expected time)."),
     ] = 0,
     actor: Annotated[str, typer.Option(help="Trainee name for the journal and report.")] = "",
+    runtime: RuntimeOpt = None,
+    base: BaseOpt = None,
 ) -> None:
     """Start a lab for a scenario, fire its faults, show the ticket, wait for the fix.
 
     In another shell: `simlab check`, `simlab hint`, `simlab admin …`, `simlab submit`.
-    Ctrl-C stops the lab.
+    Ctrl-C stops the lab. `--runtime docker` runs the department in containers.
     """
+    problem = runtime_error(runtime)
+    if problem:
+        raise _fail(problem, 2)
+    runtime = runtime or "local"
     try:
         path = find_scenario(scenario)
         parsed = load_scenario(path)
@@ -84,12 +91,18 @@ def run(
     if not headless:
         from simlab.tui.app import run_tui  # the TUI only when asked for: headless stays light
 
-        run_tui(root, lab, scenario=path)
+        run_tui(root, lab, scenario=path, runtime=runtime, docker_base=base)
         return
     actor = actor or os.environ.get("SIMLAB_ACTOR", "trainee")
     try:
         the_run = ScenarioRun.start(
-            root, path, lab, progress=lambda m: console.print(f"  {m}"), actor=actor
+            root,
+            path,
+            lab,
+            progress=lambda m: console.print(f"  {m}"),
+            actor=actor,
+            runtime=runtime,
+            docker_base=base,
         )
     except (LabError, ScenarioError, FaultError) as exc:
         with contextlib.suppress(LabError, ValueError):

@@ -10,6 +10,7 @@ the admin API, DCMTK and `simlab` commands reach it the same way.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from simlab.runtime.docker_runtime import (
     own_ports,
 )
 from simlab.runtime.manifest import LabManifest
+from simlab.runtime.volumes import container_tmpfs
 
 DEFAULT_IMAGE = "simlab-node:latest"
 
@@ -47,6 +49,7 @@ def compose_document(
     key = lab_key(root)
     network = network_name(manifest.lab_id, key)
     services: dict[str, Any] = {}
+    uid, gid = os.getuid(), os.getgid()
     for entry in manifest.nodes:
         mount = f"{MOUNT_ROOT}/{entry.node_id}"
         services[entry.node_id] = {
@@ -55,7 +58,9 @@ def compose_document(
             "hostname": entry.node_id,
             "command": ["python", "-m", entry.module, "--config", f"{mount}/config.json"],
             "working_dir": mount,
+            "user": f"{uid}:{gid}",
             "volumes": [f"./nodes/{entry.node_id}:{mount}"],
+            "tmpfs": [f"{path}:{opts}" for path, opts in container_tmpfs(uid, gid).items()],
             "ports": [f"127.0.0.1:{p}:{p}" for p in own_ports(entry)],
             "networks": {network: {"aliases": [entry.node_id]}},
             "extra_hosts": [f"{HOST_ALIAS}:host-gateway"],

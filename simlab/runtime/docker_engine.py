@@ -16,8 +16,20 @@ class DockerUnavailable(RuntimeError):
     """No usable Docker engine; the message says why and what to do."""
 
 
-def engine(timeout: float = 180.0) -> Any:
-    """A connected `docker.DockerClient` (pinged), or DockerUnavailable."""
+API_TIMEOUT = 900.0
+"""Seconds one engine call may take. On the vfs storage driver creating a container copies the
+whole image, which takes minutes on a loaded machine (a 30 s limit failed a CI run)."""
+
+PING_TIMEOUT = 15.0
+"""Seconds to wait for the first answer: an engine that is there answers at once."""
+
+
+def engine(timeout: float = API_TIMEOUT) -> Any:
+    """A connected `docker.DockerClient` (pinged within PING_TIMEOUT), or DockerUnavailable.
+
+    `timeout` bounds each later API call; the ping has its own short limit so that a wrong
+    DOCKER_HOST is reported in seconds, not after the long per-call limit.
+    """
     try:
         import docker
         from docker.errors import DockerException
@@ -25,8 +37,9 @@ def engine(timeout: float = 180.0) -> Any:
         raise DockerUnavailable(f"the Docker SDK for Python is not installed: {exc}") from None
     where = os.environ.get("DOCKER_HOST") or "the local socket /var/run/docker.sock"
     try:
-        client = docker.from_env(timeout=int(timeout))
+        client = docker.from_env(timeout=int(min(timeout, PING_TIMEOUT)))
         client.ping()
+        client.api.timeout = int(timeout)
     except DockerException as exc:
         text = str(exc)
         if "Permission denied" in text or "PermissionError" in text:

@@ -11,7 +11,9 @@ What changes from the local runtime, and nothing else:
   on both runtimes;
 - the node's directory (config, token, data, logs) is bind-mounted from the lab directory, and
   the container runs as the invoking user, so the lab directory stays the whole record;
-- the administrator's workstation (ADMIN_WS, the host) is `host.docker.internal`.
+- the administrator's workstation (ADMIN_WS, the host) is `host.docker.internal`;
+- each container has small size-limited tmpfs mounts under /lab/volumes for the storage faults
+  (a real ENOSPC without root on the host; simlab.runtime.volumes).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 
 from simlab.runtime.docker_engine import DockerUnavailable, engine
 from simlab.runtime.manifest import LabManifest, LabPaths, NodeEntry
+from simlab.runtime.volumes import DockerVolume, container_tmpfs
 
 LABEL_LAB = "org.simlab.lab"
 LABEL_NODE = "org.simlab.node"
@@ -37,6 +40,7 @@ HOST_ALIAS = "host.docker.internal"
 """The host (the administrator's workstation) as containers see it (Docker's host-gateway)."""
 ANY = "0.0.0.0"
 MOUNT_ROOT = "/lab/nodes"
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 ADDRESS_KEYS = (("host", "port"), ("upstream_host", "upstream_port"))
 """(host key, port key) pairs of a node config that name an address."""
 
@@ -87,7 +91,7 @@ def containerize_config(raw: dict[str, Any], node_id: str, owners: dict[int, str
                     obj[host_key] = ANY
                 elif owner is not None:
                     obj[host_key] = owner
-                elif obj[host_key] in ("127.0.0.1", "localhost", "::1"):
+                elif obj[host_key] in LOOPBACK_NAMES:
                     obj[host_key] = HOST_ALIAS
             elif host_key == "host" and host_key in obj and port_key not in obj:
                 obj[host_key] = ANY
@@ -190,6 +194,7 @@ class DockerRuntime:
                 working_dir=mount,
                 user=f"{os.getuid()}:{os.getgid()}",
                 volumes={str(node_dir): {"bind": mount, "mode": "rw"}},
+                tmpfs=container_tmpfs(os.getuid(), os.getgid()),
                 ports={f"{p}/tcp": ("127.0.0.1", p) for p in own_ports(entry)},
                 network=self.network,
                 networking_config={
@@ -204,6 +209,10 @@ class DockerRuntime:
             raise DockerRuntimeError(start_error(entry, exc)) from None
         entry.container = container.id[:12]
         return ContainerProcess(self, entry)
+
+    def volume(self, entry: NodeEntry, name: str) -> DockerVolume:
+        """One of the node's scratch tmpfs mounts (see simlab.runtime.volumes)."""
+        return DockerVolume(self._container(entry), name)
 
     def running(self, entry: NodeEntry) -> bool:
         container = self._container(entry)

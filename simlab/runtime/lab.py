@@ -13,6 +13,7 @@ import os
 import secrets
 import shutil
 import signal
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +24,14 @@ from typing import Any
 from simlab.client.admin import AdminApiError, AdminClient
 from simlab.common.node_runner import EXIT_ADDRESS_IN_USE
 from simlab.runtime.docker_engine import DockerUnavailable
-from simlab.runtime.docker_runtime import DockerRuntime, DockerRuntimeError, containerize_lab
+from simlab.runtime.docker_runtime import (
+    HOST_ALIAS,
+    LOOPBACK_NAMES,
+    DockerRuntime,
+    DockerRuntimeError,
+    containerize_lab,
+    own_ports,
+)
 from simlab.runtime.events import EventLog
 from simlab.runtime.manifest import (
     LabManifest,
@@ -44,8 +52,13 @@ from simlab.runtime.process import (
     wait_healthy,
 )
 from simlab.runtime.topology import NodeSpec, default_department, write_node_dir
+from simlab.runtime.volumes import LocalVolume, ScratchVolume, VolumeError
 
 START_ATTEMPTS = 3
+DOCKER_PARALLEL_CREATE = 4
+"""Containers created at once at `up` (the engine serialises part of the work anyway)."""
+DOCKER_NODE_TIMEOUT = 120.0
+"""Seconds a node started on its own in a container may take to become healthy."""
 """How often a node whose port was taken meanwhile is retried with fresh ports."""
 
 
@@ -78,6 +91,7 @@ class Lab:
         self._procs: dict[str, Any] = {}
         self._docker_runtime: DockerRuntime | None = None
         self._image: str | None = None
+        self._save_lock = threading.Lock()
 
     # ----------------------------------------------------------------- creation and loading
     @classmethod
@@ -184,12 +198,39 @@ class Lab:
         return AdminClient(entry.admin_url, self.token, timeout=timeout)
 
     def _save(self) -> None:
-        write_manifest(self.paths, self.manifest)
+        with self._save_lock:  # containers are created from several threads (up)
+            write_manifest(self.paths, self.manifest)
 
     @property
     def docker(self) -> bool:
         """True on the docker runtime."""
         return self.manifest.runtime == "docker"
+
+    def scratch_volume(self, node_id: str, name: str) -> ScratchVolume:
+        """A small filesystem of the node's own, for the storage faults (simlab.runtime.volumes):
+        a host tmpfs on the local runtime, the container's tmpfs on docker."""
+        entry = self.manifest.node(node_id)
+        if self.docker:
+            try:
+                return self.containers.volume(entry, name)
+            except DockerUnavailable as exc:
+                raise VolumeError(str(exc)) from None
+        return LocalVolume(self.paths.root, node_id, name)
+
+    def node_facing_host(self, host: str, port: int) -> str:
+        """The host a node must use to reach `host:port` as the administrator typed it.
+
+        On the local runtime every address works as typed. On docker, 127.0.0.1 inside a
+        container is that container itself: a loopback address whose port belongs to a node
+        means that node (its id on the lab network), any other loopback address means the
+        host (the administrator's workstation), as `containerize_config` rewrote the configs.
+        """
+        if not self.docker or host not in LOOPBACK_NAMES:
+            return host
+        for entry in self.manifest.nodes:
+            if port in own_ports(entry):
+                return entry.node_id
+        return HOST_ALIAS
 
     @property
     def containers(self) -> DockerRuntime:
@@ -234,13 +275,20 @@ class Lab:
         try:
             # Spawn every node first, then wait for each: start-up costs overlap, and the
             # department is up in about the time of its slowest node.
-            waiting = []
+            to_start = []
             for entry in self.manifest.nodes:
                 if self.node_running(entry):
                     say(entry.node_id, "already running")
                     continue
-                waiting.append((entry, self._spawn(entry, say)))
-            for entry, started in waiting:
+                to_start.append(entry)
+            if self.docker and len(to_start) > 1:
+                # Creating a container copies its root file system on the vfs driver: seconds
+                # each, which overlap when the engine works on several at once.
+                with ThreadPoolExecutor(max_workers=DOCKER_PARALLEL_CREATE) as pool:
+                    started_at = list(pool.map(lambda e: self._spawn(e, say), to_start))
+            else:
+                started_at = [self._spawn(entry, say) for entry in to_start]
+            for entry, started in zip(to_start, started_at, strict=True):
                 self._await_healthy(entry, started, timeout, say)
         except NodeStartError as exc:
             self.events.append("lab_failed", error=str(exc))
@@ -348,6 +396,8 @@ class Lab:
         entry = self.manifest.node(node_id)
         if self.node_running(entry):
             return
+        if self.docker:  # a container's Python starts slower on a loaded engine
+            timeout = max(timeout, DOCKER_NODE_TIMEOUT)
         try:
             started = self._spawn(entry, lambda _n, _m: None)
             self._await_healthy(entry, started, timeout, lambda _n, _m: None)

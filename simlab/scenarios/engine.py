@@ -86,12 +86,21 @@ class ScenarioRun:
         lab_id: str,
         progress: Progress | None = None,
         actor: str = "trainee",
+        runtime: str = "local",
+        docker_base: str | None = None,
     ) -> ScenarioRun:
-        """Create the lab, boot it, seed it, pass the steady-state gate and fire start faults."""
+        """Create the lab (on `runtime`: local or docker, whose node image builds from
+        `docker_base`), boot it, seed it, pass the steady-state gate and fire start faults."""
         say = progress or (lambda _m: None)
         scenario = load_scenario(scenario_path)
         say(f"creating lab {lab_id} for {scenario.id}")
-        lab = Lab.create(home, lab_id, specs_factory=scenario_specs(scenario))
+        lab = Lab.create(
+            home,
+            lab_id,
+            specs_factory=scenario_specs(scenario),
+            runtime=runtime,
+            docker_base=docker_base,
+        )
         state = SessionState(
             scenario_path=str(scenario_path.resolve()),
             scenario_id=scenario.id,
@@ -101,7 +110,9 @@ class ScenarioRun:
         run = cls(lab, scenario, state)
         save_session(lab, state)
         say("starting the department")
-        lab.up(timeout=60, progress=lambda node, msg: say(f"{node}: {msg}"))
+        # containers on the vfs storage driver take ~45 s to boot: docker gets more time
+        up_timeout = 300 if runtime == "docker" else 60
+        lab.up(timeout=up_timeout, progress=lambda node, msg: say(f"{node}: {msg}"))
         run.configure_modalities()
         say("registering patients and placing orders")
         state.refs = seed_lab(lab, scenario)

@@ -24,7 +24,7 @@ from simlab.tui.screens.boot import BootScreen
 from simlab.tui.screens.catalog import ScenarioCatalogScreen
 from simlab.tui.screens.dashboard import DashboardScreen, LiveFeed
 from simlab.tui.screens.report import ReportScreen
-from simlab.tui.session import TuiSession
+from simlab.tui.session import TuiSession, runtime_label
 from simlab.tui.widgets.confirm import ConfirmModal
 
 DARK, LIGHT = "textual-dark", "textual-light"
@@ -56,7 +56,7 @@ class SimlabApp(App[None]):
 
     def on_mount(self) -> None:
         entries = self.entries if self.entries is not None else scenario_catalog()
-        self.push_screen(ScenarioCatalogScreen(entries))
+        self.push_screen(ScenarioCatalogScreen(entries, runtime=self.session.runtime))
         if self.session.lab is not None:
             self.show_dashboard()
         elif self.start is not None:
@@ -103,6 +103,20 @@ class SimlabApp(App[None]):
             self.notify("Start cancelled; nothing is left running.")
         else:
             self.notify(event.error, title="the lab did not start", severity="error", timeout=15)
+
+    @on(ScenarioCatalogScreen.RuntimeChanged)
+    def _runtime_changed(self, event: ScenarioCatalogScreen.RuntimeChanged) -> None:
+        self.session.runtime = event.runtime
+        self.notify(f"Runtime: {runtime_label(event.runtime)}", title="the next lab runs on")
+
+    def action_toggle_runtime(self) -> None:
+        """Switch local ↔ docker for the next lab (from the catalog, or the command palette)."""
+        catalog = next((s for s in self.screen_stack if isinstance(s, ScenarioCatalogScreen)), None)
+        if catalog is not None:
+            catalog.action_toggle_runtime()
+            return
+        self.session.toggle_runtime()
+        self.notify(f"Runtime: {runtime_label(self.session.runtime)}")
 
     @on(ScenarioCatalogScreen.InstructorChosen)
     def _instructor_from_catalog(self) -> None:
@@ -217,6 +231,13 @@ class SimlabApp(App[None]):
             "Switch between the dark and light theme",
             self.action_toggle_theme,
         )
+        if isinstance(screen, ScenarioCatalogScreen):
+            other = "docker" if self.session.runtime == "local" else "local"
+            yield SystemCommand(
+                f"Switch runtime to {other}",
+                "Where the next lab runs: local processes or Docker containers",
+                self.action_toggle_runtime,
+            )
         yield SystemCommand(
             "Quit simlab", "Stop the lab this app started and quit", self.action_quit_app
         )
@@ -230,11 +251,20 @@ def make_app(
 
 
 def run_tui(
-    home: Path | None = None, lab_id: str | None = None, scenario: Path | None = None
+    home: Path | None = None,
+    lab_id: str | None = None,
+    scenario: Path | None = None,
+    runtime: str = "local",
+    docker_base: str | None = None,
 ) -> None:
     """`simlab` / `simlab tui`: open the TUI; with lab_id, attach to that lab when it runs;
-    with a scenario (`simlab run SCENARIO`), boot it at once."""
-    session = TuiSession(home=home if home is not None else default_home())
+    with a scenario (`simlab run SCENARIO`), boot it at once. New labs run on `runtime`
+    (local or docker; r in the catalog switches it), docker's node image from `docker_base`."""
+    session = TuiSession(
+        home=home if home is not None else default_home(),
+        runtime=runtime,
+        docker_base=docker_base,
+    )
     if lab_id:
         session.lab_id = lab_id
         try:

@@ -19,6 +19,17 @@ from simlab.scenarios.loader import ScenarioError as ScenarioFileError
 from simlab.workflow.actions import Actions
 
 DEFAULT_LAB_ID = "default"
+RUNTIMES = ("local", "docker")
+"""What a new lab runs on: child processes, or containers on the lab's own network."""
+UP_TIMEOUTS = {"local": 60.0, "docker": 300.0}
+"""Seconds each node may take to become healthy (containers on vfs boot in ~45 s)."""
+
+
+def runtime_label(runtime: str) -> str:
+    """How the catalog names a runtime to the trainee."""
+    if runtime == "docker":
+        return "docker (containers; first start builds the image)"
+    return "local (processes on this machine)"
 
 
 def default_actor() -> str:
@@ -42,6 +53,24 @@ class TuiSession:
     """True when this TUI started the lab (so quitting stops it)."""
     forms: dict[str, dict[str, str]] = field(default_factory=dict)
     """The last values of each toolbox form, so reopening a toolbox does not mean retyping."""
+    runtime: str = "local"
+    """The runtime the next lab this TUI starts runs on: "local" or "docker"."""
+    docker_base: str | None = None
+    """Base image of the node image on docker (None: simlab's default)."""
+
+    def __post_init__(self) -> None:
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"unknown runtime {self.runtime!r}: use local or docker")
+
+    def toggle_runtime(self) -> str:
+        """Switch the runtime of the next lab (local ↔ docker); returns the new one."""
+        self.runtime = "docker" if self.runtime == "local" else "local"
+        return self.runtime
+
+    @property
+    def up_timeout(self) -> float:
+        """Seconds each node of a lab on this runtime may take to become healthy."""
+        return UP_TIMEOUTS[self.runtime]
 
     # ----------------------------------------------------------------------- binding a lab
     def attach(self, lab: Lab, run: ScenarioRun | None, started_here: bool) -> None:

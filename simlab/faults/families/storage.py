@@ -5,33 +5,32 @@ Resources (PS3.4 B.2.3): every modality's send queue fills with failed images wh
 queries still work, which is what makes it a trap. Two real causes:
 
 * the archive's quota is reached (``storage.quota_bytes``, a licence or a policy limit);
-* the storage filesystem is full: a real ENOSPC. Where the lab runs as root the fault mounts a
-  small tmpfs under the lab directory, points the PACS's ``storage.path`` at it (a new volume the
-  PACS was moved to) and fills it with a backlog file, so the next object's write fails with
-  "No space left on device". Without the right to mount, the fault refuses to inject and says
-  why (faking ENOSPC would teach nothing).
+* the storage filesystem is full: a real ENOSPC. The fault takes a small scratch volume of the
+  PACS's own (a tmpfs: under the lab directory when the local lab runs as root, in the PACS's
+  container on docker; simlab.runtime.volumes), points the PACS's ``storage.path`` at it (a
+  new volume the PACS was moved to) and fills it with a backlog file, so the next object's write
+  fails with "No space left on device". Where no volume can be had (a local lab as an ordinary
+  user), the fault refuses to inject and says why (faking ENOSPC would teach nothing).
 
 And one of retrieval: the long-term tier. A PACS keeps older studies on a second storage volume
-(hierarchical storage management; the index remembers where each object lives). The fault mounts
-that volume, migrates the chosen studies to it through the PACS's own migrate action (the
-department's history), then takes it away by mounting an empty read-only filesystem over it, as
-a failed NFS export or nearline array looks: the index lists the studies, their files are gone,
-and a retrieve ends in 0xA702. Reverting uncovers the volume and migrates the studies back.
+(hierarchical storage management; the index remembers where each object lives). The fault
+takes that volume (a scratch volume, as above), migrates the chosen studies to it through the
+PACS's own migrate action (the department's history), then takes it away, leaving an empty
+read-only filesystem or directory where it was, as a failed NFS export or nearline array looks:
+the index lists the studies, their files are gone, and a retrieve ends in 0xA702. Reverting
+uncovers the volume and migrates the studies back.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import os
-import subprocess
-import time
-from pathlib import Path
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from pydantic import Field
 
 from simlab.client.admin import AdminApiError, path_part
 from simlab.faults.base import Fault, FaultContext, FaultError, NodeParams, RevertState, register
+from simlab.runtime.volumes import ScratchVolume, VolumeError
 
 FILLER_NAME = "backlog.dump"
 """The file that fills the small volume (a trainee finds it with `du`, as on a real server)."""
@@ -95,26 +94,30 @@ class DiskFull(Fault):
     def inject(self, ctx: FaultContext) -> RevertState:
         p = self.params
         assert isinstance(p, DiskFullParams)
-        mount_point = ctx.lab.paths.root / "volumes" / f"{p.node}-storage"
-        _mount_tmpfs(mount_point, p.size_kb)
+        volume = _volume(ctx, p.node, "storage")
+        with _volume_errors(p.node):
+            volume.mount(p.size_kb)
         try:
-            inverse = ctx.patch_config(p.node, {"storage": {"path": str(mount_point)}})
+            inverse = ctx.patch_config(p.node, {"storage": {"path": volume.path}})
         except Exception:
-            _unmount(mount_point)
+            volume.unmount()
             raise
-        state = {"inverse": inverse, "mount_point": str(mount_point)}
+        state = {"inverse": inverse, "volume": volume.name}
         try:
-            _fill(mount_point / FILLER_NAME)
-        except OSError as exc:
+            with _volume_errors(p.node):
+                volume.fill(FILLER_NAME)
+        except FaultError:
             self.revert(ctx, state)
-            raise FaultError(f"cannot fill {mount_point}: {exc}") from exc
+            raise
         return state
 
     def revert(self, ctx: FaultContext, state: RevertState) -> None:
-        ctx.restore_config(self.params.node, state["inverse"])  # type: ignore[attr-defined]
-        mount_point = Path(state["mount_point"])
-        (mount_point / FILLER_NAME).unlink(missing_ok=True)
-        _unmount(mount_point)
+        node = self.params.node  # type: ignore[attr-defined]
+        ctx.restore_config(node, state["inverse"])
+        volume = _volume(ctx, node, "storage")
+        with _volume_errors(node):
+            volume.remove(FILLER_NAME)
+            volume.unmount()
 
 
 class ArchiveTierOfflineParams(NodeParams):
@@ -155,104 +158,48 @@ class ArchiveTierOffline(Fault):
             uids = [s["study_uid"] for s in studies[::-1][: p.oldest]]
         if not uids:
             raise FaultError(f"{p.node} holds no study to put on a long-term tier")
-        tier = ctx.lab.paths.root / "volumes" / f"{p.node}-archive-tier"
-        _mount_tmpfs(tier, p.size_kb)
-        state: RevertState = {"tier": str(tier), "studies": []}
+        tier = _volume(ctx, p.node, "archive-tier")
+        with _volume_errors(p.node):
+            tier.mount(p.size_kb)
+        state: RevertState = {"tier": tier.path, "studies": []}
         try:
             # The department's history: these studies were migrated to the tier long ago.
             for uid in uids:
-                client.post(f"/studies/{path_part(uid)}/migrate", {"storage": str(tier)})
+                client.post(f"/studies/{path_part(uid)}/migrate", {"storage": tier.path})
                 state["studies"].append(uid)
             # The failure: the volume disappears (an empty filesystem now sits where it was).
-            _mount_tmpfs(tier, 64, stacked=True, read_only=True)
+            with _volume_errors(p.node):
+                tier.hide()
         except Exception:
             self.revert(ctx, state)
             raise
         return state
 
     def revert(self, ctx: FaultContext, state: RevertState) -> None:
-        tier = Path(state["tier"])
-        while _mounts_at(tier) > 1:  # the tier comes back: take away what hides it
-            if not _umount_once(tier):
-                break
-        client = ctx.client(self.params.node, timeout=120)  # type: ignore[attr-defined]
+        node = self.params.node  # type: ignore[attr-defined]
+        tier = _volume(ctx, node, "archive-tier")
+        with _volume_errors(node):
+            tier.reveal()
+        client = ctx.client(node, timeout=120)
         for uid in state["studies"]:  # back to online storage, so the tier can go
             try:
                 client.post(f"/studies/{path_part(uid)}/migrate", {"storage": ""})
             except AdminApiError as exc:
                 if exc.status != 404:  # a study the trainee deleted is no reason to stop
                     raise
-        _unmount(tier)
+        with _volume_errors(node):
+            tier.unmount()
 
 
-def _mounts_at(mount_point: Path) -> int:
-    """How many filesystems are mounted (stacked) at `mount_point`."""
-    target = str(mount_point)
-    with open("/proc/self/mountinfo", encoding="utf-8") as fh:
-        return sum(1 for line in fh if line.split()[4] == target)
+def _volume(ctx: FaultContext, node: str, name: str) -> ScratchVolume:
+    with _volume_errors(node):
+        return ctx.lab.scratch_volume(node, name)
 
 
-def _umount_once(mount_point: Path) -> bool:
-    result = subprocess.run(["umount", str(mount_point)], capture_output=True, check=False)
-    return result.returncode == 0
-
-
-def _mount_tmpfs(
-    mount_point: Path, size_kb: int, *, stacked: bool = False, read_only: bool = False
-) -> None:
-    """Mount a tmpfs of `size_kb` at `mount_point` (on top of what is there when `stacked`);
-    FaultError when this machine forbids it."""
-    if os.geteuid() != 0:
-        raise FaultError(
-            "this fault needs to mount a small filesystem, which needs root (CAP_SYS_ADMIN); "
-            "this lab runs as an ordinary user"
-        )
-    mount_point.mkdir(parents=True, exist_ok=True)
-    if os.path.ismount(mount_point) and not stacked:
-        raise FaultError(f"{mount_point} is already mounted (is the same fault active twice?)")
-    options = f"size={size_kb}k,mode=0755" + (",ro" if read_only else "")
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", options, "simlab-storage", str(mount_point)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise FaultError(
-            f"cannot mount a tmpfs at {mount_point}: {result.stderr.strip() or result.returncode}"
-            " (a container without CAP_SYS_ADMIN cannot mount)"
-        )
-
-
-def _fill(path: Path) -> None:
-    """Write until the filesystem is full (ENOSPC), down to the last byte, and fsync."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+@contextmanager
+def _volume_errors(node: str) -> Iterator[None]:
+    """A scratch volume's failure is the fault's, named after the node."""
     try:
-        chunk = 1 << 16
-        while chunk:
-            try:
-                os.write(fd, b"\0" * chunk)
-            except OSError as exc:
-                if exc.errno != errno.ENOSPC:
-                    raise
-                chunk //= 2
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _unmount(mount_point: Path) -> None:
-    """Unmount (retrying while busy for a moment, then lazily) and remove the mount point."""
-    deadline = time.monotonic() + 5.0
-    while os.path.ismount(mount_point):
-        result = subprocess.run(
-            ["umount", str(mount_point)], capture_output=True, text=True, check=False
-        )
-        if result.returncode == 0:
-            break
-        if time.monotonic() > deadline:
-            subprocess.run(["umount", "-l", str(mount_point)], capture_output=True, check=False)
-            break
-        time.sleep(0.2)
-    with contextlib.suppress(OSError):  # a trainee's file left in it: keep the directory
-        mount_point.rmdir()
+        yield
+    except VolumeError as exc:
+        raise FaultError(f"{node}: {exc}") from None

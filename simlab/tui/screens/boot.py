@@ -66,13 +66,14 @@ class BootScreen(Screen[None]):
         yield AdaptiveFooter()
 
     def _headline(self) -> str:
+        where = " in Docker containers" if self.session.runtime == "docker" else ""
         if self.scenario_path is None:
-            return f"Starting a free-play lab ({self.session.lab_id}): a plain department"
+            return f"Starting a free-play lab ({self.session.lab_id}){where}: a plain department"
         try:
             title = load_scenario(self.scenario_path).title
         except Exception:  # the worker reports the error in full
             title = self.scenario_path.stem
-        return f"Starting “{title}” in lab {self.session.lab_id}"
+        return f"Starting “{title}” in lab {self.session.lab_id}{where}"
 
     def on_mount(self) -> None:
         self.sub_title = "booting the lab"
@@ -102,15 +103,25 @@ class BootScreen(Screen[None]):
                     session.lab_id,
                     progress=self._progress,
                     actor=session.actor,
+                    runtime=session.runtime,
+                    docker_base=session.docker_base,
                 )
                 assert run is not None
                 lab = run.lab
             else:
                 run = None
-                self._progress(f"creating lab {session.lab_id}")
-                lab = Lab.create(session.home, session.lab_id)
+                self._progress(f"creating lab {session.lab_id} ({session.runtime} runtime)")
+                lab = Lab.create(
+                    session.home,
+                    session.lab_id,
+                    runtime=session.runtime,
+                    docker_base=session.docker_base,
+                )
                 self._progress("starting the department")
-                lab.up(timeout=60, progress=lambda n, m: self._progress(f"{n}: {m}"))
+                lab.up(
+                    timeout=session.up_timeout,
+                    progress=lambda n, m: self._progress(f"{n}: {m}"),
+                )
             if self.cancel_requested.is_set():
                 raise BootCancelled
         except BootCancelled:

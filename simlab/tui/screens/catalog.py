@@ -47,7 +47,22 @@ def matches(scenario: Scenario | None, level: str, domain: str) -> bool:
     return value in scenario.domains.ciip
 
 
-def preview_text(entry: CatalogEntry) -> Text:
+def runtime_text(runtime: str) -> str:
+    """The runtime indicator of the filter row (content markup): what the next lab runs on,
+    and the key that switches it (shown here, not in the footer, so that 80 columns hold
+    every other key)."""
+    value = "[b $warning]docker[/]" if runtime == "docker" else "[b]local[/]"
+    return f"[b $accent]r[/] Runtime {value}"
+
+
+def start_line(runtime: str) -> str:
+    """The preview's last line: what Enter does, on which runtime."""
+    if runtime == "docker":
+        return "Enter starts it in Docker containers (the first start builds the image)."
+    return "Enter starts it on the local runtime (r: Docker)."
+
+
+def preview_text(entry: CatalogEntry, runtime: str = "local") -> Text:
     """The briefing of a scenario, without anything that gives the fault away."""
     s = entry.scenario
     if s is None:
@@ -70,12 +85,13 @@ def preview_text(entry: CatalogEntry) -> Text:
     subject = PLACEHOLDER.sub("…", ticket.subject)
     text.append("\nTicket\n", style="bold")
     text.append(f"  from {ticket.reporter} ({ticket.priority})\n  “{subject}”\n")
-    text.append("\nEnter starts it.", style="italic dim")
+    text.append("\n" + start_line(runtime), style="italic dim")
     return text
 
 
 class ScenarioCatalogScreen(Screen[None]):
-    """Scenarios in a table; Enter starts one, f starts a free-play lab, i the instructor view."""
+    """Scenarios in a table; Enter starts one, f starts a free-play lab, i the instructor view,
+    r switches the runtime the next lab runs on (local processes or Docker containers)."""
 
     CSS_PATH = Path(__file__).with_name("catalog.tcss")
     TITLE = "simlab — scenario catalog"
@@ -85,6 +101,7 @@ class ScenarioCatalogScreen(Screen[None]):
         Binding("i", "instructor", "Instructor"),
         Binding("l", "focus_level", "Level"),
         Binding("d", "focus_domain", "Domain"),
+        Binding("r", "toggle_runtime", "Runtime", show=False),  # its key shows in #runtime
     ]
 
     class ScenarioChosen(Message):
@@ -100,10 +117,19 @@ class ScenarioCatalogScreen(Screen[None]):
     class InstructorChosen(Message):
         """The instructor view was asked for."""
 
-    def __init__(self, entries: list[CatalogEntry]) -> None:
+    class RuntimeChanged(Message):
+        """The trainee switched the runtime the next lab runs on."""
+
+        def __init__(self, runtime: str) -> None:
+            super().__init__()
+            self.runtime = runtime
+
+    def __init__(self, entries: list[CatalogEntry], runtime: str = "local") -> None:
         super().__init__()
         self.entries = entries
         self.shown: list[CatalogEntry] = []
+        self.runtime = runtime
+        """The runtime shown (the app keeps the session's in step through RuntimeChanged)."""
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -122,6 +148,7 @@ class ScenarioCatalogScreen(Screen[None]):
                 allow_blank=False,
                 id="domain",
             )
+            yield Label(runtime_text(self.runtime), id="runtime")
         with Horizontal(id="body"):
             yield DataTable(id="scenarios", cursor_type="row", zebra_stripes=True)
             with VerticalScroll(id="preview-pane"):
@@ -184,7 +211,7 @@ class ScenarioCatalogScreen(Screen[None]):
         if entry is None:
             preview.update(Text("No scenario matches these filters.", style="italic"))
             return
-        preview.update(preview_text(entry))
+        preview.update(preview_text(entry, self.runtime))
 
     # --------------------------------------------------------------------------- actions
     @on(DataTable.RowSelected)
@@ -202,6 +229,17 @@ class ScenarioCatalogScreen(Screen[None]):
 
     def action_instructor(self) -> None:
         self.post_message(self.InstructorChosen())
+
+    def action_toggle_runtime(self) -> None:
+        """Switch local ↔ docker for the next lab started from here."""
+        self.show_runtime("docker" if self.runtime == "local" else "local")
+        self.post_message(self.RuntimeChanged(self.runtime))
+
+    def show_runtime(self, runtime: str) -> None:
+        """Show `runtime` in the filter row and the preview."""
+        self.runtime = runtime
+        self.query_one("#runtime", Label).update(runtime_text(runtime))
+        self._preview()
 
     def action_focus_level(self) -> None:
         self.query_one("#level", Select).focus()

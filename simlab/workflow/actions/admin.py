@@ -61,6 +61,11 @@ class ApiArgs(NodeArgs):
     query: dict[str, Any] = Field(default_factory=dict)
 
 
+def json_copy(value: Any) -> Any:
+    """A deep copy of a JSON value (the action's own arguments stay as journalled)."""
+    return json.loads(json.dumps(value))
+
+
 def _split(key: str) -> list[str | int]:
     return [int(p) if p.isdigit() else p for p in key.split(".")]
 
@@ -105,7 +110,11 @@ class AdminActions(ActionsBase):
     @action("config.patch", ConfigPatchArgs)
     def config_patch(self, a: ConfigPatchArgs) -> Outcome:
         """Change part of a node's configuration (JSON merge patch)."""
-        answer = self.client(a.node).patch("/config", a.patch)
+        client = self.client(a.node)
+        patch = a.patch
+        if self.lab.docker:
+            patch = self._node_facing(json_copy(patch), client.get("/config"))
+        answer = client.patch("/config", patch)
         restarted = answer.get("restarted") or []
         text = f"{a.node}: config patched" + (
             f", restarted {', '.join(restarted)}" if restarted else ""
@@ -123,12 +132,12 @@ class AdminActions(ActionsBase):
         parts = _split(a.key)
         if any(isinstance(p, int) for p in parts):
             set_path(cfg, a.key, a.value)  # lists do not merge: replace the whole config
-            answer = client.put("/config", cfg)
+            answer = client.put("/config", self._node_facing(cfg, cfg))
         else:
             patch: Any = a.value
             for part in reversed(parts):
                 patch = {part: patch}
-            answer = client.patch("/config", patch)
+            answer = client.patch("/config", self._node_facing(patch, cfg))
         restarted = answer.get("restarted") or []
         text = f"{a.node}: {a.key} = {_brief(a.value)} (was {_brief(old)})"
         if restarted:
@@ -154,7 +163,7 @@ class AdminActions(ActionsBase):
     def ae_put(self, a: AePutArgs) -> Outcome:
         """Add a peer to a node's AE table, or change it."""
         self._no_modality(a.node, "ae.put")
-        body: dict[str, Any] = {"host": a.host, "port": a.port}
+        body: dict[str, Any] = {"host": self.lab.node_facing_host(a.host, a.port), "port": a.port}
         if a.description is not None:
             body["description"] = a.description
         row = self.client(a.node).put(f"/ae-table/{path_part(a.ae_title)}", body)
@@ -166,6 +175,26 @@ class AdminActions(ActionsBase):
         self._no_modality(a.node, "ae.delete")
         answer = self.client(a.node).delete(f"/ae-table/{path_part(a.ae_title)}")
         return Outcome(answer, f"{a.node}: AE {a.ae_title} removed")
+
+    def _node_facing(self, patch: Any, current: Any) -> Any:
+        """`patch` (changed in place) with every loopback `host` as a node must use it.
+
+        On docker 127.0.0.1 inside a container is the container itself, so an address typed as
+        the administrator sees it (a node's port published on 127.0.0.1) becomes that node's id
+        (Lab.node_facing_host). The port is the patch's, or the current config's beside it.
+        """
+        if isinstance(patch, dict):
+            here = current if isinstance(current, dict) else {}
+            port = patch.get("port", here.get("port"))
+            if isinstance(patch.get("host"), str) and isinstance(port, int):
+                patch["host"] = self.lab.node_facing_host(patch["host"], port)
+            for key, value in patch.items():
+                self._node_facing(value, here.get(key))
+        elif isinstance(patch, list):
+            olds = current if isinstance(current, list) else []
+            for i, value in enumerate(patch):
+                self._node_facing(value, olds[i] if i < len(olds) else None)
+        return patch
 
     def _no_modality(self, node: str, name: str) -> None:
         if self.entry(node).role == "modality":

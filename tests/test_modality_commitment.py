@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from fake_modalities.node.commitment import transaction_uid
+from simlab.common.modality_config import ModalityConfig
+from simlab.runtime.topology import default_department
 from tests.conftest import RunningNode, requires_dcmtk, start_pacs
 from tests.modality_fixtures import RunningModality, pacs_destination, poll, start_modality
 
@@ -78,3 +81,17 @@ def test_objects_the_pacs_lost_are_reported_failed_per_instance(lab) -> None:
     assert set(commitment["failures"].values()) == {"0x0112 No such SOP Instance"}
     assert set(commitment["instances"].values()) == {"failed"}
     assert "0 committed, 4 failed: 0x0112 No such SOP Instance" in modality.log_text()
+
+
+@pytest.mark.timeout(30)
+def test_transaction_uids_are_seeded_and_unique_across_the_department() -> None:
+    """Every modality has its P0001 and the department one seed: two modalities asking at once
+    with one Transaction UID got 0x0131 Duplicate transaction UID (seen in simulate-day)."""
+    ports = iter(range(20000, 21000))
+    specs = default_department(lambda n: [next(ports) for _ in range(n)])
+    configs = [s.config for s in specs if isinstance(s.config, ModalityConfig)]
+    assert len(configs) >= 2 and len({c.seed for c in configs}) == 1
+    uids = {transaction_uid(c, "P0001", 1) for c in configs}
+    assert len(uids) == len(configs)
+    assert transaction_uid(configs[0], "P0001", 1) == transaction_uid(configs[0], "P0001", 1)
+    assert transaction_uid(configs[0], "P0001", 2) not in uids

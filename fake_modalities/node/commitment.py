@@ -28,6 +28,14 @@ STORAGE_COMMITMENT_INSTANCE = "1.2.840.10008.1.20.1.1"
 """Well-known SOP Instance UID of Storage Commitment Push Model (PS3.4 J.3.5)."""
 
 
+def transaction_uid(cfg: ModalityConfig, proc_id: str, number: int) -> str:
+    """The Transaction UID of a commitment request: decided by the seed, and unique in the
+    department. Procedure ids repeat across modalities (each has its P0001), and so does the
+    seed, so the station's AE title is part of it: two modalities asking at once with one UID
+    get 0x0131 Duplicate Transaction UID from the PACS (PS3.7 Annex C), as a real one would."""
+    return str(derive_uid(cfg.seed, "commitment", cfg.dicom.ae_title, proc_id, number))
+
+
 class Commitments:
     """Requests commitment for procedures and records the reports, however they arrive."""
 
@@ -82,7 +90,7 @@ class Commitments:
         """Send the N-ACTION for `refs`; wait a while for the report on this association."""
         cfg = self._config()
         number = self._store.next_counter(f"commit:{proc_id}")
-        transaction = str(derive_uid(cfg.seed, "commitment", proc_id, number))
+        transaction = transaction_uid(cfg, proc_id, number)
         detail: dict[str, Any] = {
             "instances": {uid: "pending" for _cls, uid in refs},
             "failures": {},

@@ -578,15 +578,16 @@ class Archive:
                 fh.write(dataset_bytes)
                 fh.flush()
                 os.fsync(fh.fileno())
-            self._ensure_dir(final.parent, base)
+            unsynced: list[Path] = []
+            self._ensure_dir(final.parent, base, unsynced)
             try:
                 os.replace(tmp, final)
             except FileNotFoundError:  # a directory removed under us (by hand or a fault)
                 self._known_dirs.clear()
-                self._ensure_dir(final.parent, base)
+                self._ensure_dir(final.parent, base, unsynced)
                 os.replace(tmp, final)
             renamed = True
-            _fsync_dir(final.parent)
+            self._make_durable(final, unsynced)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             if renamed:
@@ -663,26 +664,39 @@ class Archive:
         if created:
             _fsync_dir(self.objects_dir)
 
-    def _ensure_dir(self, directory: Path, base: Path) -> None:
-        """Create a fan-out directory (and its parent, up to the storage directory `base`)
-        durably: the new entry is fsynced in its parent, so a renamed object can never sit in a
-        directory a crash forgets."""
+    def _ensure_dir(self, directory: Path, base: Path, unsynced: list[Path]) -> None:
+        """Create a fan-out directory (and its parent, up to the storage directory `base`).
+
+        Its entry in the parent is not fsynced here: each directory created, or found but not
+        yet known to be durable (a concurrent store may have created it and not synced it
+        yet), is appended to `unsynced`, and `_make_durable` fsyncs its parent after the
+        object is renamed in, before the Success. The new directory and the object then cost
+        one journal commit instead of two; a renamed object still never sits in a directory
+        a crash forgets when the Success has gone out.
+        """
         if directory in self._known_dirs:
             return
-        if directory != base:
-            try:
+        if directory == base:
+            self._known_dirs.add(directory)
+            return
+        try:
+            os.mkdir(directory)
+        except FileExistsError:
+            pass
+        except FileNotFoundError:  # the parent is gone (removed by hand or a fault)
+            self._known_dirs.discard(directory.parent)
+            self._ensure_dir(directory.parent, base, unsynced)
+            with contextlib.suppress(FileExistsError):
                 os.mkdir(directory)
-            except FileExistsError:
-                pass
-            except FileNotFoundError:  # the parent is gone (removed by hand or a fault)
-                self._known_dirs.discard(directory.parent)
-                self._ensure_dir(directory.parent, base)
-                with contextlib.suppress(FileExistsError):
-                    os.mkdir(directory)
-                _fsync_dir(directory.parent)
-            else:
-                _fsync_dir(directory.parent)
-        self._known_dirs.add(directory)
+        unsynced.append(directory)
+
+    def _make_durable(self, final: Path, unsynced: list[Path]) -> None:
+        """Fsync the object's directory (its rename), then the parents of the directories
+        created for it, deepest first; only then are those directories known to be durable."""
+        _fsync_dir(final.parent)
+        for directory in sorted(unsynced, key=lambda d: len(d.parts), reverse=True):
+            _fsync_dir(directory.parent)
+        self._known_dirs.update(unsynced)
 
     # -- retrieve and administration -------------------------------------------------------------
 

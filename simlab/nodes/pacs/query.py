@@ -17,7 +17,7 @@ from pydicom.datadict import dictionary_VR, keyword_for_tag
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
-from pydicom.valuerep import PersonName
+from pydicom.tag import BaseTag, Tag
 
 from simlab.common.config import PacsConfig
 from simlab.common.dicom_matching import NOT_MATCHING_KEYS, Matcher, MatchKind, query_string
@@ -134,48 +134,14 @@ class QueryService:
         counts: dict[int, dict[str, Any]] = {}
         if wanted & set(COMPUTED_KEYS):
             counts = self._index.related_counts(query.level, [r["_pk"] for r in rows])
-        ae_title = self._get_config().dicom.ae_title
-        responses = [
-            self._response(identifier, query, row, counts.get(row["_pk"], {}), ae_title)
-            for row in rows
-        ]
+        plan = _response_plan(identifier, query)
+        fixed = {
+            _QR_LEVEL_TAG: query.level,
+            _RETRIEVE_AE_TAG: self._get_config().dicom.ae_title,
+            _AVAILABILITY_TAG: "ONLINE",
+        }
+        responses = [_response(plan, fixed, row, counts.get(row["_pk"], {})) for row in rows]
         return query, responses
-
-    def _response(
-        self,
-        identifier: Dataset,
-        query: ParsedQuery,
-        row: dict[str, Any],
-        counts: dict[str, Any],
-        ae_title: str,
-    ) -> Dataset:
-        depth = LEVELS.index(query.level)
-        ds = Dataset()
-        for elem in identifier:
-            keyword = elem.keyword
-            if elem.tag.element == 0 or keyword in _SKIP_IN_RESPONSE:
-                continue
-            vr = _vr(elem)
-            column = QUERY_ATTRIBUTES.get(keyword)
-            if column is not None and LEVELS.index(column.level) <= depth:
-                ds.add(DataElement(elem.tag, vr, _value(row[keyword], vr, column.multi_valued)))
-            elif keyword in COMPUTED_KEYS and COMPUTED_KEYS[keyword] == query.level:
-                ds.add(DataElement(elem.tag, vr, counts.get(keyword, [] if vr == "UI" else 0)))
-            elif vr == "SQ":
-                ds.add(DataElement(elem.tag, vr, Sequence()))
-            else:
-                ds.add(DataElement(elem.tag, vr, None))
-        for level in LEVELS[: depth + 1]:
-            if query.root == STUDY_ROOT and level == "PATIENT":
-                continue
-            key = UNIQUE_KEYS[level]
-            if key not in ds:
-                setattr(ds, key, row[key])
-        ds.QueryRetrieveLevel = query.level
-        ds.RetrieveAETitle = ae_title
-        ds.InstanceAvailability = "ONLINE"
-        ds.SpecificCharacterSet = _character_set(ds)
-        return ds
 
     def retrieve(self, identifier: Dataset, root: str) -> tuple[ParsedQuery, list[dict[str, Any]]]:
         """The instances a C-MOVE/C-GET identifier names (raises QueryError)."""
@@ -189,6 +155,93 @@ class QueryService:
             )
         rows = self._index.search(query.level, query.matchers)
         return query, self._index.instances_for(query.level, [r["_pk"] for r in rows])
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """Where one element of every response to a query comes from, worked out once a query:
+    an index column, a count computed at the query level, an empty sequence or nothing."""
+
+    tag: BaseTag
+    vr: str
+    keyword: str
+    source: str
+    """'column', 'computed', 'sequence' or 'empty'."""
+    multi_valued: bool = False
+
+
+_QR_LEVEL_TAG = Tag(0x0008, 0x0052)
+_RETRIEVE_AE_TAG = Tag(0x0008, 0x0054)
+_AVAILABILITY_TAG = Tag(0x0008, 0x0056)
+_CHARSET_TAG = Tag(0x0008, 0x0005)
+_FIXED_VR = {_QR_LEVEL_TAG: "CS", _RETRIEVE_AE_TAG: "AE", _AVAILABILITY_TAG: "CS"}
+
+
+def _response_plan(identifier: Dataset, query: ParsedQuery) -> list[_Slot]:
+    """The elements of each response: every key of the identifier (PS3.4 C.4.1.1.3.2: the
+    return keys, valued or empty) and the unique keys of the levels down to the query's."""
+    depth = LEVELS.index(query.level)
+    plan: list[_Slot] = []
+    for elem in identifier:
+        keyword = elem.keyword
+        if elem.tag.element == 0 or keyword in _SKIP_IN_RESPONSE:
+            continue
+        vr = _vr(elem)
+        column = QUERY_ATTRIBUTES.get(keyword)
+        if column is not None and LEVELS.index(column.level) <= depth:
+            plan.append(_Slot(elem.tag, vr, keyword, "column", column.multi_valued))
+        elif keyword in COMPUTED_KEYS and COMPUTED_KEYS[keyword] == query.level:
+            plan.append(_Slot(elem.tag, vr, keyword, "computed"))
+        elif vr == "SQ":
+            plan.append(_Slot(elem.tag, vr, keyword, "sequence"))
+        else:
+            plan.append(_Slot(elem.tag, vr, keyword, "empty"))
+    present = {slot.tag for slot in plan}
+    for level in LEVELS[: depth + 1]:
+        if query.root == STUDY_ROOT and level == "PATIENT":
+            continue
+        key = UNIQUE_KEYS[level]
+        tag = Tag(key)
+        if tag not in present:
+            plan.append(_Slot(tag, str(dictionary_VR(tag)), key, "column"))
+    return [slot for slot in plan if slot.tag not in _FIXED_VR]
+
+
+def _response(
+    plan: list[_Slot], fixed: dict[BaseTag, str], row: dict[str, Any], counts: dict[str, Any]
+) -> Dataset:
+    """One pending response: the plan's elements valued from an index row and its counts."""
+    ds = Dataset()
+    latin1 = True
+    for slot in plan:
+        if slot.source == "column":
+            value = _value(row[slot.keyword], slot.vr, slot.multi_valued)
+            if latin1 and value is not None:
+                latin1 = _fits_latin1(value)
+        elif slot.source == "computed":
+            value = counts.get(slot.keyword, [] if slot.vr == "UI" else 0)
+        elif slot.source == "sequence":
+            value = Sequence()
+        else:
+            value = None
+        ds.add(DataElement(slot.tag, slot.vr, value))
+    for tag, text in fixed.items():
+        ds.add(DataElement(tag, _FIXED_VR[tag], text))
+        if latin1:
+            latin1 = _fits_latin1(text)
+    ds.add(DataElement(_CHARSET_TAG, "CS", "ISO_IR 100" if latin1 else "ISO_IR 192"))
+    return ds
+
+
+def _fits_latin1(value: Any) -> bool:
+    """True when a stored value (text, or a list of texts) encodes in Latin-1."""
+    for v in value if isinstance(value, list | tuple) else (value,):
+        if isinstance(v, str) and not v.isascii():
+            try:
+                v.encode("latin-1")
+            except UnicodeEncodeError:
+                return False
+    return True
 
 
 def _vr(elem: DataElement) -> str:
@@ -211,17 +264,3 @@ def _value(stored: Any, vr: str, multi_valued: bool) -> Any:
     if multi_valued:
         return [v for v in str(stored).split("\\") if v]
     return stored
-
-
-def _character_set(ds: Dataset) -> str:
-    """ISO_IR 100 when every value fits Latin-1 (ASCII included), else ISO_IR 192 (UTF-8)."""
-    for elem in ds:
-        value = elem.value
-        values = value if isinstance(value, list | tuple) else [value]
-        for v in values:
-            if isinstance(v, str | PersonName):
-                try:
-                    str(v).encode("latin-1")
-                except UnicodeEncodeError:
-                    return "ISO_IR 192"
-    return "ISO_IR 100"

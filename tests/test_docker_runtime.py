@@ -93,6 +93,22 @@ def test_the_compose_export_describes_the_same_containers(tmp_path: Path) -> Non
 
 
 @pytest.mark.timeout(30)
+def test_a_port_says_which_node_an_address_means(tmp_path: Path) -> None:
+    """What the action engine writes for an address on docker: the node that owns the port,
+    whether it was typed as 127.0.0.1 or left under another node's id (a port-only change)."""
+    lab = Lab.create(tmp_path, "d5", runtime="docker")
+    pacs, net = lab.manifest.node("pacs"), lab.manifest.node("net")
+    assert lab.node_facing_host("127.0.0.1", pacs.hl7_port) == "pacs"
+    assert lab.node_facing_host("net", pacs.hl7_port) == "pacs"
+    assert lab.node_facing_host("pacs", net.extra_ports[0]) == "net"
+    assert lab.node_facing_host("localhost", 11113) == HOST_ALIAS  # ADMIN_WS, on the host
+    assert lab.node_facing_host("net", 1) == "net"  # a wrong port stays wrong
+    assert lab.node_facing_host("pacs.example.org", pacs.dicom_port) == "pacs.example.org"
+    local = Lab.create(tmp_path, "d6")
+    assert local.node_facing_host("127.0.0.1", pacs.hl7_port) == "127.0.0.1"
+
+
+@pytest.mark.timeout(30)
 def test_an_unknown_runtime_is_refused(tmp_path: Path) -> None:
     with pytest.raises(LabError, match="use local or docker"):
         Lab.create(tmp_path, "d4", runtime="podman")

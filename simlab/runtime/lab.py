@@ -218,19 +218,23 @@ class Lab:
         return LocalVolume(self.paths.root, node_id, name)
 
     def node_facing_host(self, host: str, port: int) -> str:
-        """The host a node must use to reach `host:port` as the administrator typed it.
+        """The host a node must use to reach `host:port` as the administrator gave it.
 
-        On the local runtime every address works as typed. On docker, 127.0.0.1 inside a
-        container is that container itself: a loopback address whose port belongs to a node
-        means that node (its id on the lab network), any other loopback address means the
-        host (the administrator's workstation), as `containerize_config` rewrote the configs.
+        On the local runtime every address works as typed. On docker a port says whose address
+        it is (ports are unique in a lab, as `containerize_config` assumes): a loopback address
+        or another node's id with a port a node listens on means that node (its id on the lab
+        network); any other loopback address means the host (the administrator's workstation),
+        since 127.0.0.1 inside a container is the container itself. Other names stay as typed.
         """
-        if not self.docker or host not in LOOPBACK_NAMES:
+        if not self.docker:
+            return host
+        node_ids = {e.node_id for e in self.manifest.nodes}
+        if host not in LOOPBACK_NAMES and host not in node_ids:
             return host
         for entry in self.manifest.nodes:
             if port in own_ports(entry):
                 return entry.node_id
-        return HOST_ALIAS
+        return HOST_ALIAS if host in LOOPBACK_NAMES else host
 
     @property
     def containers(self) -> DockerRuntime:

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from simlab.client.admin import path_part
+from simlab.runtime.docker_runtime import ADDRESS_KEYS
 from simlab.workflow.actions.engine import (
     ActionArgs,
     ActionError,
@@ -177,17 +178,25 @@ class AdminActions(ActionsBase):
         return Outcome(answer, f"{a.node}: AE {a.ae_title} removed")
 
     def _node_facing(self, patch: Any, current: Any) -> Any:
-        """`patch` (changed in place) with every loopback `host` as a node must use it.
+        """`patch` (changed in place) with every address as a node must use it.
 
-        On docker 127.0.0.1 inside a container is the container itself, so an address typed as
-        the administrator sees it (a node's port published on 127.0.0.1) becomes that node's id
-        (Lab.node_facing_host). The port is the patch's, or the current config's beside it.
+        On docker a node reaches a peer by the peer's node id, and 127.0.0.1 inside a container
+        is the container itself. An address typed as the administrator sees it (a node's port
+        published on 127.0.0.1), or a port changed under a host that names another node, gets
+        the host of the node that owns the port (Lab.node_facing_host). Host and port are the
+        patch's, or the current config's beside them.
         """
         if isinstance(patch, dict):
             here = current if isinstance(current, dict) else {}
-            port = patch.get("port", here.get("port"))
-            if isinstance(patch.get("host"), str) and isinstance(port, int):
-                patch["host"] = self.lab.node_facing_host(patch["host"], port)
+            for host_key, port_key in ADDRESS_KEYS:
+                if host_key not in patch and port_key not in patch:
+                    continue
+                host = patch.get(host_key, here.get(host_key))
+                port = patch.get(port_key, here.get(port_key))
+                if isinstance(host, str) and isinstance(port, int):
+                    facing = self.lab.node_facing_host(host, port)
+                    if facing != host or host_key in patch:
+                        patch[host_key] = facing
             for key, value in patch.items():
                 self._node_facing(value, here.get(key))
         elif isinstance(patch, list):

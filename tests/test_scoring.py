@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from simlab.scenarios.checks import CheckResult, flatten_config, key_matches
 from simlab.scenarios.engine import ObjectiveStatus
 from simlab.scenarios.loader import parse_scenario
@@ -10,6 +12,7 @@ from simlab.scenarios.schema import Question
 from simlab.scenarios.scoring import (
     Score,
     ScoreLine,
+    _address_partner,
     normalise,
     objective_lines,
     question_lines,
@@ -93,3 +96,11 @@ def test_report_pages_escape_everything_a_trainee_could_type() -> None:
     assert "<x>" not in page and "&lt;reasons&gt;" in page
     text = render_text(report)
     assert "Score: 5 / 10 (50%)" in text and "01:01" in text
+
+
+@pytest.mark.timeout(10)
+def test_a_host_counts_with_its_port_as_one_address() -> None:
+    assert _address_partner("destinations[pacs].host") == ("destinations[pacs].port",)
+    assert _address_partner("links[0].upstream_host") == ("links[0].upstream_port",)
+    assert _address_partner("host") == ("port",)
+    assert _address_partner("dicom.ae_title") == ()

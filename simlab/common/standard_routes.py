@@ -13,7 +13,6 @@ from typing import Any, Protocol
 
 from simlab.common.admin_server import ApiError, Request, Route
 from simlab.common.config import NodeConfig, RemoteAe
-from simlab.common.dicom_association import Timeouts, verify
 from simlab.common.live_config import LiveConfigNode
 from simlab.common.node_logging import tail
 
@@ -209,6 +208,10 @@ def dicom_echo_routes(node: LiveConfigNode[Any], peers: PeerTable = ae_table_pee
                 )
                 raise ApiError(404, f"{wanted} is not a configured peer (peers: {known or 'none'})")
             peer = found[0]
+        # Imported here, not at the top: pynetdicom brings pydicom and numpy (about 35 MB of a
+        # process), and the network proxy, which has these routes but no DICOM, never echoes.
+        from simlab.common.dicom_association import Timeouts, verify
+
         own = cfg.dicom.ae_title
         outcome = verify(own, peer.host, peer.port, peer.ae_title, Timeouts.uniform(timeout))
         node.logger.info(

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from simlab.client.admin import AdminApiError
+from simlab.runtime.docker_runtime import ADDRESS_KEYS
 from simlab.scenarios.checks import (
     CheckContext,
     flatten_config,
@@ -228,13 +229,25 @@ def config_drift(run: ScenarioRun) -> list[tuple[str, str, Any, Any]]:
         for key in sorted(set(baseline) | set(now)):
             if baseline.get(key) == now.get(key):
                 continue
-            tag = f"{entry.node_id}:{key}"
-            if tag in run.state.fault_keys or any(
-                key_matches(pattern, entry.node_id, key) for pattern in allowed
+            if any(
+                f"{entry.node_id}:{k}" in run.state.fault_keys
+                or any(key_matches(pattern, entry.node_id, k) for pattern in allowed)
+                for k in (key, *_address_partner(key))
             ):
                 continue
             out.append((entry.node_id, key, baseline.get(key), now.get(key)))
     return out
+
+
+def _address_partner(key: str) -> tuple[str, ...]:
+    """The port key beside a host key: an address is one setting, so a host that changed with
+    a port a fault broke or a fix may change is part of that change (on docker a peer's host
+    is the id of the node that owns the port, so fixing the port moves the host with it)."""
+    head, _, last = key.rpartition(".")
+    for host_key, port_key in ADDRESS_KEYS:
+        if last == host_key:
+            return (f"{head}.{port_key}" if head else port_key,)
+    return ()
 
 
 def _studies_of(ctx: CheckContext, missing: list[str]) -> dict[str, int]:

@@ -68,6 +68,11 @@ def own_ports(entry: NodeEntry) -> list[int]:
     return [p for p in ports if p]
 
 
+def port_owners(manifest: LabManifest) -> dict[int, str]:
+    """Port → the id of the node listening on it (ports are unique within a lab)."""
+    return {port: e.node_id for e in manifest.nodes for port in own_ports(e)}
+
+
 def containerize_config(raw: dict[str, Any], node_id: str, owners: dict[int, str]) -> None:
     """Rewrite one node's config (in place) for the lab network.
 
@@ -103,7 +108,7 @@ def containerize_config(raw: dict[str, Any], node_id: str, owners: dict[int, str
 
 def containerize_lab(paths: LabPaths, manifest: LabManifest) -> None:
     """Rewrite every node's config file of a new lab for the docker runtime."""
-    owners = {port: e.node_id for e in manifest.nodes for port in own_ports(e)}
+    owners = port_owners(manifest)
     for entry in manifest.nodes:
         path = paths.config(entry.node_id)
         raw = json.loads(path.read_text(encoding="utf-8"))

@@ -30,7 +30,7 @@ from simlab.runtime.docker_runtime import (
     DockerRuntime,
     DockerRuntimeError,
     containerize_lab,
-    own_ports,
+    port_owners,
 )
 from simlab.runtime.events import EventLog
 from simlab.runtime.manifest import (
@@ -228,12 +228,11 @@ class Lab:
         """
         if not self.docker:
             return host
-        node_ids = {e.node_id for e in self.manifest.nodes}
-        if host not in LOOPBACK_NAMES and host not in node_ids:
+        owners = port_owners(self.manifest)
+        if host not in LOOPBACK_NAMES and host not in owners.values():
             return host
-        for entry in self.manifest.nodes:
-            if port in own_ports(entry):
-                return entry.node_id
+        if port in owners:
+            return owners[port]
         return HOST_ALIAS if host in LOOPBACK_NAMES else host
 
     @property
